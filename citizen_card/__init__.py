@@ -1,0 +1,57 @@
+"""Citizen card platform: the core application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask import send_from_directory
+
+from citizen_card.config import load_config
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, extensions, error shape, core blueprints, services."""
+    from citizen_card import cli
+    from citizen_card import errors
+    from citizen_card import health
+    from citizen_card import logs
+    from citizen_card import migrations
+    from citizen_card import pii
+    from citizen_card.db import configure_sqlite
+    from citizen_card.extensions import db
+
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, test_config)
+    logs.init_app(app)
+    errors.init_app(app)
+
+    db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+    migrations.init_app(app)
+    pii.init_app(app)
+
+    # One Api per app: flask-smorest keeps a reference to the last app it saw.
+    api = errors.ProblemApi(app)
+    _serve_swagger_assets(app)
+    from citizen_card import core_models  # noqa: F401  (registers core tables)
+    from citizen_card.plugins import init_services
+
+    init_services(app, api)
+    app.register_blueprint(health.blp)
+    cli.init_app(app)
+    app.extensions["citizen_card_api"] = api
+    return app
+
+
+def _serve_swagger_assets(app: Flask) -> None:
+    # Swagger UI's files ship inside flask-swagger-ui, so /api/docs needs no CDN.
+    import flask_swagger_ui
+
+    dist = Path(flask_swagger_ui.__file__).parent / "dist"
+
+    @app.get("/api/docs/static/<path:filename>")
+    def swagger_static(filename: str):  # type: ignore[no-untyped-def]
+        return send_from_directory(dist, filename, max_age=86400)

@@ -1,0 +1,1 @@
+"""The core's append-only, hash-chained audit trail."""

@@ -1,0 +1,149 @@
+"""Configuration: defaults without secrets, loading from the environment, validation.
+
+Every setting can come from an environment variable prefixed ``CITIZEN_CARD_`` (values are
+parsed as JSON where they parse, so ``CITIZEN_CARD_SERVICES='["services.transit"]'`` is a
+list). Secrets never live here: in development they are generated on first run into the
+instance folder; in production (``CITIZEN_CARD_ENV=production``) they must be given as files.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ENVIRONMENTS = ("development", "production", "testing")
+
+DEFAULTS: dict[str, Any] = {
+    "ENV": "development",
+    # Filled in by load_config from the instance folder when not set.
+    "SQLALCHEMY_DATABASE_URI": None,
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "SECRET_KEY": None,
+    "SECRET_KEY_FILE": None,
+    "PII_KEYRING_FILE": None,
+    # 2 MiB: a batch of 1,000 gate taps is ~0.5 MiB; anything far larger is a mistake.
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "SERVICES": [],
+    "AUDIT_SEAL_GRACE_SECONDS": 5,
+    "AUDIT_SEAL_INTERVAL_SECONDS": 60,
+    "LOG_LEVEL": "INFO",
+    "DEFAULT_LANGUAGE": "zh-CN",
+    # flask-smorest / OpenAPI
+    "API_TITLE": "Citizen Card API 市民卡平台接口",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "/api/docs/static/",
+    "JSON_SORT_KEYS": False,
+}
+
+
+class ConfigError(RuntimeError):
+    """Raised when configuration is missing or invalid; the message says what to fix."""
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Load DEFAULTS, then the environment (or test_config), then fill and validate."""
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_prefixed_env("CITIZEN_CARD")
+    else:
+        app.config.from_mapping(test_config)
+    if app.config.get("TESTING"):
+        app.config.setdefault("ENV", "testing")
+    _fill_secrets(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
+        app.config.get("SQLALCHEMY_DATABASE_URI")
+    )
+    validate_config(app.config)
+
+
+def normalize_database_url(url: str | None) -> str | None:
+    """Point bare postgresql:// URLs at psycopg 3, the driver we ship (not psycopg2)."""
+    if url is None:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _instance(app: Flask) -> Path:
+    path = Path(app.instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"{name}: {path} is empty")
+    return value
+
+
+def _fill_secrets(app: Flask) -> None:
+    """Resolve secret files; in development generate what is missing into instance/."""
+    cfg = app.config
+    production = cfg.get("ENV") == "production"
+    if not cfg.get("SECRET_KEY") and cfg.get("SECRET_KEY_FILE"):
+        cfg["SECRET_KEY"] = _read_secret_file("SECRET_KEY_FILE", cfg["SECRET_KEY_FILE"])
+    if production:
+        return
+    inst = Path(app.instance_path)
+    if not cfg.get("SECRET_KEY"):
+        key_file = _instance(app) / "secret_key"
+        if not key_file.exists():
+            _write_private(key_file, secrets.token_urlsafe(48))
+        cfg["SECRET_KEY"] = key_file.read_text(encoding="utf-8").strip()
+    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{_instance(app) / 'citizen_card.db'}"
+    if not cfg.get("PII_KEYRING_FILE"):
+        cfg["PII_KEYRING_FILE"] = str(inst / "pii-keyring.json")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def validate_config(cfg: Any) -> None:
+    """Check required keys and types; raise ConfigError naming every problem at once."""
+    problems: list[str] = []
+    if cfg.get("ENV") not in ENVIRONMENTS:
+        problems.append(f"ENV must be one of {', '.join(ENVIRONMENTS)}, got {cfg.get('ENV')!r}")
+    for key in ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "PII_KEYRING_FILE"):
+        if not cfg.get(key):
+            hint = f"set CITIZEN_CARD_{key}"
+            if key == "SECRET_KEY":
+                hint = "set CITIZEN_CARD_SECRET_KEY_FILE to a file holding it"
+            problems.append(f"{key} is missing ({hint})")
+    if (
+        cfg.get("ENV") == "production"
+        and str(cfg.get("SECRET_KEY") or "")
+        and len(str(cfg["SECRET_KEY"])) < 32
+    ):
+        problems.append("SECRET_KEY must be at least 32 characters in production")
+    uri = cfg.get("SQLALCHEMY_DATABASE_URI")
+    if uri and not str(uri).startswith(("sqlite:", "postgresql")):
+        problems.append("SQLALCHEMY_DATABASE_URI must be a sqlite:// or postgresql:// URL")
+    if not isinstance(cfg.get("SERVICES"), list) or not all(
+        isinstance(s, str) for s in cfg.get("SERVICES", [])
+    ):
+        problems.append('SERVICES must be a JSON list of module paths, e.g. ["services.transit"]')
+    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_GRACE_SECONDS", "AUDIT_SEAL_INTERVAL_SECONDS"):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{key} must be a non-negative integer, got {value!r}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

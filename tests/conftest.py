@@ -1,0 +1,138 @@
+"""Shared fixtures: one app per session on SQLite or PostgreSQL, each test rolled back.
+
+The suite runs on SQLite by default and on PostgreSQL when TEST_DATABASE_URL is set
+(``.ci/run`` does both). The schema is built by running the real migrations.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from citizen_card import create_app
+from citizen_card.config import normalize_database_url
+from citizen_card.extensions import db
+
+TEST_SERVICES = ["tests.plugins.hello_service"]
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    return normalize_database_url(url) if url else None
+
+
+def _reset_postgres(url: str) -> None:
+    """Create the test database if needed and empty its public schema."""
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+        )
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+    engine = sa.create_engine(target, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In CI's PostgreSQL pass, refuse to run (and silently skip) without PostgreSQL."""
+    if os.environ.get("REQUIRE_POSTGRES") == "1" and not _postgres_url():
+        raise pytest.UsageError("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test database: PostgreSQL from TEST_DATABASE_URL, else a fresh SQLite file."""
+    url = _postgres_url()
+    if url:
+        _reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+def make_test_config(tmp: Path, database_url: str, **overrides: object) -> dict[str, object]:
+    """A complete test configuration; secrets live in the test's temporary folder."""
+    config: dict[str, object] = {
+        "TESTING": True,
+        "PROPAGATE_EXCEPTIONS": False,
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "PII_KEYRING_FILE": str(tmp / "pii-keyring.json"),
+        "SERVICES": list(TEST_SERVICES),
+        "AUDIT_SEAL_GRACE_SECONDS": 0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The app, its schema built by the migrations (never create_all)."""
+    tmp = tmp_path_factory.mktemp("instance")
+    application = create_app(make_test_config(tmp, database_url))
+    with application.app_context():
+        flask_migrate.upgrade(revision="heads")
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run each test inside an outer transaction that is rolled back afterwards.
+
+    App code may commit and roll back freely: its session joins the outer transaction
+    through SAVEPOINTs. Tests that do not use the app skip this entirely.
+    """
+    if "app" not in request.fixturenames or request.node.get_closest_marker("no_isolation"):
+        yield
+        return
+    application: Flask = request.getfixturevalue("app")
+    with application.app_context():
+        engines = db.engines
+        engine = engines[None]
+        connection = engine.connect()
+        outer = connection.begin()
+        engines[None] = connection  # type: ignore[assignment]
+        factory = db.session.session_factory
+        factory.kw["join_transaction_mode"] = "create_savepoint"
+        try:
+            yield
+        finally:
+            db.session.remove()
+            factory.kw.pop("join_transaction_mode", None)
+            engines[None] = engine
+            if outer.is_active:
+                outer.rollback()
+            connection.close()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    """A test client of the session app."""
+    return app.test_client()
+
+
+@pytest.fixture()
+def app_ctx(app: Flask) -> Iterator[Flask]:
+    """An application context for tests that call actions directly."""
+    with app.app_context():
+        yield app
+
+
+def is_postgres(app: Flask) -> bool:
+    """True when the suite runs on PostgreSQL."""
+    return str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql")
