@@ -27,12 +27,10 @@ demo_cli = AppGroup("demo", help="Demo data for a local run.")
 
 @audit_cli.command("seal")
 @click.option("--every", type=int, default=0, help="Keep sealing every N seconds (0: once).")
-@click.option("--grace", type=int, default=None, help="Seconds an event must age before sealing.")
-def audit_seal(every: int, grace: int | None) -> None:
+def audit_seal(every: int) -> None:
     """Chain new audit events into blocks and print the head hash (record it off-site)."""
-    grace = current_app.config["AUDIT_SEAL_GRACE_SECONDS"] if grace is None else grace
     while True:
-        result = audit.seal(grace_seconds=grace)
+        result = audit.seal()
         if result.blocks:
             click.echo(
                 f"sealed {result.events} events in {len(result.blocks)} block(s); "

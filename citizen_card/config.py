@@ -28,7 +28,6 @@ DEFAULTS: dict[str, Any] = {
     # 2 MiB: a batch of 1,000 gate taps is ~0.5 MiB; anything far larger is a mistake.
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SERVICES": [],
-    "AUDIT_SEAL_GRACE_SECONDS": 5,
     "AUDIT_SEAL_INTERVAL_SECONDS": 60,
     "LOG_LEVEL": "INFO",
     "DEFAULT_LANGUAGE": "zh-CN",
@@ -141,7 +140,7 @@ def validate_config(cfg: Any) -> None:
         isinstance(s, str) for s in cfg.get("SERVICES", [])
     ):
         problems.append('SERVICES must be a JSON list of module paths, e.g. ["services.transit"]')
-    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_GRACE_SECONDS", "AUDIT_SEAL_INTERVAL_SECONDS"):
+    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_INTERVAL_SECONDS"):
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{key} must be a non-negative integer, got {value!r}")

@@ -28,7 +28,7 @@ def _postgres_url() -> str | None:
     return normalize_database_url(url) if url else None
 
 
-def _reset_postgres(url: str) -> None:
+def _reset_postgres(url: str | sa.URL) -> None:
     """Create the test database if needed and empty its public schema."""
     target = sa.make_url(url)
     admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -71,7 +71,6 @@ def make_test_config(tmp: Path, database_url: str, **overrides: object) -> dict[
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PII_KEYRING_FILE": str(tmp / "pii-keyring.json"),
         "SERVICES": list(TEST_SERVICES),
-        "AUDIT_SEAL_GRACE_SECONDS": 0,
     }
     config.update(overrides)
     return config
@@ -118,6 +117,32 @@ def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
             if outer.is_active:
                 outer.rollback()
             connection.close()
+
+
+@pytest.fixture()
+def committed_app(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Flask]:
+    """A second app on its own freshly migrated database, where commits really commit.
+
+    For tests that need several connections to see each other's work (concurrency, gunicorn,
+    CLI processes). Slower than the rolled-back ``app``: use only where needed.
+    """
+    if database_url.startswith("postgresql"):
+        url = sa.make_url(database_url)
+        url = url.set(database=f"{url.database}_committed")
+        _reset_postgres(url)
+        own_url = url.render_as_string(hide_password=False)
+    else:
+        own_url = f"sqlite:///{tmp_path / 'committed.db'}"
+    application = create_app(make_test_config(tmp_path, own_url))
+    with application.app_context():
+        flask_migrate.upgrade(revision="heads")
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture()

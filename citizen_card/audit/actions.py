@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
 from datetime import datetime
-from datetime import timedelta
 from typing import Any
 
 from flask import g
@@ -33,7 +32,11 @@ from citizen_card.extensions import db
 
 GENESIS_HASH = "0" * 64
 ACTOR_TYPES = ("client", "terminal", "staff", "resident", "system")
-_SEAL_LOCK_KEY = 0x5EA1_A0D1  # advisory lock id shared by every sealer on PostgreSQL
+# PostgreSQL advisory lock ids. Every transaction that inserts audit rows holds the writers'
+# lock shared (a statement trigger takes it, see migration 0001); the sealer takes it
+# exclusively for an instant to learn an id below which no insert is still in flight.
+SEAL_LOCK_KEY = 0x5EA1_A0D1
+WRITERS_LOCK_KEY = 0x5EA1_A0D2
 
 
 @dataclass(frozen=True)
@@ -168,31 +171,43 @@ class SealResult:
         return self.blocks[-1].hash if self.blocks else None
 
 
-def seal(*, grace_seconds: int, block_size: int = 5000, max_blocks: int = 1000) -> SealResult:
-    """Chain every event older than the grace period into new blocks; one commit per block."""
+def seal(*, block_size: int = 5000, max_blocks: int = 1000) -> SealResult:
+    """Chain every committed event into new blocks; one commit per block."""
     result = SealResult()
     for _ in range(max_blocks):
-        block = _seal_one(grace_seconds=grace_seconds, block_size=block_size)
+        block = _seal_one(block_size=block_size)
         if block is None:
             break
         result.blocks.append(block)
     return result
 
 
-def _seal_one(*, grace_seconds: int, block_size: int) -> AuditBlock | None:
+def _settled_upper_bound(start: int) -> int | None:
+    """The highest committed id such that no lower id can still be committed later.
+
+    Ids come from a sequence in insertion order but commit in any order: a gap may be a
+    rollback, or a transaction still in flight. On PostgreSQL we wait, for an instant, for the
+    in-flight writers (they hold WRITERS_LOCK_KEY shared); on SQLite writers are serialised.
+    """
+    session = db.session
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(text("SELECT pg_advisory_lock(:k)"), {"k": WRITERS_LOCK_KEY})
+    try:
+        return session.scalar(select(func.max(AuditEvent.id)).where(AuditEvent.id >= start))
+    finally:
+        if postgres:
+            session.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": WRITERS_LOCK_KEY})
+
+
+def _seal_one(*, block_size: int) -> AuditBlock | None:
     session = db.session
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEAL_LOCK_KEY})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEAL_LOCK_KEY})
     last_block = session.scalars(select(AuditBlock).order_by(AuditBlock.id.desc()).limit(1)).first()
     prev_hash = last_block.hash if last_block else GENESIS_HASH
     start = last_block.last_event_id + 1 if last_block else 1
-    horizon = datetime.now(UTC) - timedelta(seconds=grace_seconds)
-    # The newest id old enough to seal bounds the block; younger rows below it come along.
-    upper = session.scalar(
-        select(func.max(AuditEvent.id)).where(
-            AuditEvent.id >= start, AuditEvent.occurred_at <= horizon
-        )
-    )
+    upper = _settled_upper_bound(start)
     if upper is None:
         session.rollback()
         return None

@@ -100,6 +100,18 @@ def _create_guards():
             "CREATE TRIGGER audit_event_guard BEFORE UPDATE OR DELETE ON audit_event "
             "FOR EACH ROW EXECUTE FUNCTION audit_event_guard()"
         )
+        # Writers hold a shared advisory lock for their transaction so the sealer can wait
+        # out in-flight inserts (citizen_card/audit/actions.py, WRITERS_LOCK_KEY). Shared
+        # locks never block each other: the hot path does not serialise.
+        op.execute(
+            "CREATE FUNCTION audit_event_writer_lock() RETURNS trigger AS $$ BEGIN "
+            "PERFORM pg_advisory_xact_lock_shared(1587650770); RETURN NULL; "
+            "END $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_event_writer_lock BEFORE INSERT ON audit_event "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_event_writer_lock()"
+        )
     else:
         changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in _CONTENT)
         op.execute(
@@ -115,6 +127,8 @@ def _create_guards():
 
 def _drop_guards():
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS audit_event_writer_lock ON audit_event")
+        op.execute("DROP FUNCTION IF EXISTS audit_event_writer_lock()")
         op.execute("DROP TRIGGER IF EXISTS audit_event_guard ON audit_event")
         op.execute("DROP FUNCTION IF EXISTS audit_event_guard()")
     else:
