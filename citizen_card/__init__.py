@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask import send_from_directory
 
+from citizen_card.config import ConfigError
 from citizen_card.config import load_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: config, extensions, error shape, core blueprints, services."""
+    """Build the app: config, extensions, error shape, core blueprints, services.
+
+    Started for real (no test_config), a configuration problem ends the process with the
+    message and exit status 2 instead of a traceback.
+    """
+    if test_config is not None:
+        return _build(test_config)
+    try:
+        return _build(None)
+    except ConfigError as exc:
+        print(f"citizen_card: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _build(test_config: dict[str, Any] | None) -> Flask:
     from citizen_card import cli
     from citizen_card import errors
     from citizen_card import health
@@ -22,7 +39,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from citizen_card.db import configure_sqlite
     from citizen_card.extensions import db
 
-    app = Flask(__name__, instance_relative_config=True)
+    instance = os.environ.get("CITIZEN_CARD_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     load_config(app, test_config)
     logs.init_app(app)
     errors.init_app(app)

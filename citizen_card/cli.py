@@ -94,6 +94,7 @@ def keys_rotate(batch: int) -> None:
             if not rows:
                 break
             for row_pk, token in rows:
+                token = str(token)
                 if ring.key_id_of(token) != kid:
                     plain = ring.decrypt(token, col_type.context)
                     db.session.execute(

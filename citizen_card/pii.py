@@ -27,6 +27,8 @@ from sqlalchemy import String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from citizen_card.config import ConfigError
+
 _VERSION = "v1"
 _NONCE_BYTES = 12
 
@@ -39,7 +41,7 @@ class DecryptionError(PiiError):
     """A ciphertext is tampered with, truncated, or sealed by a key we do not hold."""
 
 
-class KeyringError(PiiError):
+class KeyringError(PiiError, ConfigError):
     """The keyring file is missing, unreadable or malformed."""
 
 

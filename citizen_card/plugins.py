@@ -92,7 +92,7 @@ def _load_entry(entry: str) -> object:
 def _tables_of(models_module: str) -> list[str]:
     from citizen_card.db import Base
 
-    names = []
+    names: list[str] = []
     for mapper in Base.registry.mappers:
         cls = mapper.class_
         if cls.__module__ == models_module or cls.__module__.startswith(models_module + "."):

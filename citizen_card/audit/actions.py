@@ -241,9 +241,10 @@ def _seal_one(*, block_size: int) -> AuditBlock | None:
     session.flush()
     for item in updates:
         item["b_block"] = block.id
+    table = AuditEvent.__table__
     session.connection().execute(
-        update(AuditEvent.__table__)
-        .where(AuditEvent.__table__.c.id == bindparam("b_id"))
+        update(table)  # type: ignore[arg-type]
+        .where(table.c.id == bindparam("b_id"))
         .values(block_id=bindparam("b_block"), chain_hash=bindparam("b_hash")),
         updates,
     )

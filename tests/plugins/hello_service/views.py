@@ -8,6 +8,7 @@ from citizen_card.public import Actor
 from citizen_card.public import Blueprint
 from tests.plugins.hello_service import actions
 from tests.plugins.hello_service.schemas import GreetingCreateSchema
+from tests.plugins.hello_service.schemas import GreetingQueryArgsSchema
 from tests.plugins.hello_service.schemas import GreetingSchema
 
 blp = Blueprint("hello_service", __name__, description="Test service")
@@ -17,16 +18,19 @@ blp = Blueprint("hello_service", __name__, description="Test service")
 class Greetings(MethodView):
     """Greetings."""
 
+    @blp.arguments(GreetingQueryArgsSchema, location="query")
     @blp.response(200, GreetingSchema(many=True))
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self, args):  # type: ignore[no-untyped-def]
         """List greetings"""
-        return actions.list_greetings()
+        return actions.list_greetings(phone=args.get("phone"))
 
     @blp.arguments(GreetingCreateSchema)
     @blp.response(201, GreetingSchema)
     def post(self, data):  # type: ignore[no-untyped-def]
         """Leave a greeting"""
-        return actions.leave_greeting(data["text"], actor=Actor.system("test"))
+        return actions.leave_greeting(
+            data["text"], phone=data.get("phone"), actor=Actor.system("test")
+        )
 
 
 @blp.route("/crash")
