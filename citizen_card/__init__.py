@@ -42,6 +42,8 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     instance = os.environ.get("CITIZEN_CARD_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     load_config(app, test_config)
+    # Problem documents read best in RFC order (type, title, status, …), not sorted.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     logs.init_app(app)
     errors.init_app(app)
 

@@ -71,9 +71,10 @@ def problem_response(
     if title is None:
         _status, zh, en = CATALOG.get(code, (status, "错误", "Error"))
         title = (zh, en)
+    english = prefers_english()
     body: dict[str, Any] = {
         "type": type_ or f"/problems/{code.lower().replace('_', '-')}",
-        "title": title[1] if prefers_english() else title[0],
+        "title": title[1] if english else title[0],
         "status": status,
         "code": code,
     }
@@ -89,10 +90,7 @@ def problem_response(
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value
-    if prefers_english():
-        response.headers["Content-Language"] = "en"
-    else:
-        response.headers["Content-Language"] = "zh-CN"
+    response.headers["Content-Language"] = "en" if english else "zh-CN"
     response.vary.add("Accept-Language")
     return response
 

@@ -12,6 +12,7 @@ def assert_problem(response, status, code):
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == PROBLEM
     body = response.get_json(force=True)
+    assert list(body)[:4] == ["type", "title", "status", "code"]
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"].startswith("/problems/")
