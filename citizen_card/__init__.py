@@ -38,6 +38,8 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     from citizen_card import pii
     from citizen_card.db import configure_sqlite
     from citizen_card.extensions import db
+    from citizen_card.oauth import clients as oauth_clients
+    from citizen_card.oauth import tokens as oauth_tokens
 
     instance = os.environ.get("CITIZEN_CARD_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
@@ -52,6 +54,8 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
         configure_sqlite(db.engine)
     migrations.init_app(app)
     pii.init_app(app)
+    oauth_tokens.init_app(app)
+    oauth_clients.init_app(app)
 
     # One Api per app: flask-smorest keeps a reference to the last app it saw.
     api = errors.ProblemApi(app)
@@ -60,10 +64,36 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     from citizen_card.plugins import init_services
 
     init_services(app, api)
+    _init_oauth(app, api)
     app.register_blueprint(health.blp)
     cli.init_app(app)
     app.extensions["citizen_card_api"] = api
     return app
+
+
+def _init_oauth(app: Flask, api: object) -> None:
+    # After the services: Authlib reads OAUTH2_SCOPES_SUPPORTED when it is initialised.
+    from citizen_card.oauth import server
+    from citizen_card.oauth import views
+
+    server.init_app(app)
+    app.register_blueprint(views.oauth_blp)
+    api.register_blueprint(views.admin_blp)  # type: ignore[attr-defined]
+    api.register_blueprint(views.me_blp)  # type: ignore[attr-defined]
+    issuer = app.config["OAUTH2_ISSUER"]
+    api.spec.components.security_scheme(  # type: ignore[attr-defined]
+        "oauth2",
+        {
+            "type": "oauth2",
+            "description": "Access tokens from /oauth/token (see docs/auth.md)",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": f"{issuer}/oauth/token",
+                    "scopes": {s: s for s in app.config["OAUTH2_SCOPES_SUPPORTED"]},
+                }
+            },
+        },
+    )
 
 
 def _serve_swagger_assets(app: Flask) -> None:

@@ -21,10 +21,19 @@ DEFAULTS: dict[str, Any] = {
     "ENV": "development",
     # Filled in by load_config from the instance folder when not set.
     "SQLALCHEMY_DATABASE_URI": None,
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # No pre-ping: it costs a round trip per request; recycle instead, and a dead
+    # connection fails one request rather than taxing all of them.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
     "SECRET_KEY": None,
     "SECRET_KEY_FILE": None,
     "PII_KEYRING_FILE": None,
+    # OAuth 2 / OpenID Connect (docs/auth.md)
+    "OAUTH2_ISSUER": "http://127.0.0.1:8000",
+    "OAUTH2_AUDIENCE": None,  # default: <issuer>/api
+    "OAUTH2_SIGNING_KEYS_FILE": None,
+    "OAUTH2_ACCESS_TOKEN_LIFETIME": 600,
+    # How stale a worker's view of revocations and client status may be.
+    "OAUTH2_CACHE_SECONDS": 1,
     # 2 MiB: a batch of 1,000 gate taps is ~0.5 MiB; anything far larger is a mistake.
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SERVICES": [],
@@ -106,6 +115,8 @@ def _fill_secrets(app: Flask) -> None:
         cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{_instance(app) / 'citizen_card.db'}"
     if not cfg.get("PII_KEYRING_FILE"):
         cfg["PII_KEYRING_FILE"] = str(inst / "pii-keyring.json")
+    if not cfg.get("OAUTH2_SIGNING_KEYS_FILE"):
+        cfg["OAUTH2_SIGNING_KEYS_FILE"] = str(inst / "signing-keys.json")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -120,7 +131,12 @@ def validate_config(cfg: Any) -> None:
     problems: list[str] = []
     if cfg.get("ENV") not in ENVIRONMENTS:
         problems.append(f"ENV must be one of {', '.join(ENVIRONMENTS)}, got {cfg.get('ENV')!r}")
-    for key in ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "PII_KEYRING_FILE"):
+    for key in (
+        "SECRET_KEY",
+        "SQLALCHEMY_DATABASE_URI",
+        "PII_KEYRING_FILE",
+        "OAUTH2_SIGNING_KEYS_FILE",
+    ):
         if not cfg.get(key):
             hint = f"set CITIZEN_CARD_{key}"
             if key == "SECRET_KEY":
@@ -139,7 +155,15 @@ def validate_config(cfg: Any) -> None:
         isinstance(s, str) for s in cfg.get("SERVICES", [])
     ):
         problems.append('SERVICES must be a JSON list of module paths, e.g. ["services.transit"]')
-    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_INTERVAL_SECONDS"):
+    issuer = str(cfg.get("OAUTH2_ISSUER") or "")
+    if not issuer.startswith(("https://", "http://")) or issuer.endswith("/"):
+        problems.append("OAUTH2_ISSUER must be an http(s) URL without a trailing slash")
+    if cfg.get("ENV") == "production" and not issuer.startswith("https://"):
+        problems.append("OAUTH2_ISSUER must be https in production")
+    lifetime = cfg.get("OAUTH2_ACCESS_TOKEN_LIFETIME")
+    if not isinstance(lifetime, int) or not 60 <= lifetime <= 3600:
+        problems.append("OAUTH2_ACCESS_TOKEN_LIFETIME must be 60 to 3600 seconds")
+    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_INTERVAL_SECONDS", "OAUTH2_CACHE_SECONDS"):
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{key} must be a non-negative integer, got {value!r}")

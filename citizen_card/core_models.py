@@ -4,3 +4,12 @@ from __future__ import annotations
 
 from citizen_card.audit.models import AuditBlock  # noqa: F401
 from citizen_card.audit.models import AuditEvent  # noqa: F401
+from citizen_card.citizens.models import Citizen  # noqa: F401
+from citizen_card.oauth.models import Account  # noqa: F401
+from citizen_card.oauth.models import AuthorizationCode  # noqa: F401
+from citizen_card.oauth.models import Consent  # noqa: F401
+from citizen_card.oauth.models import LoginThrottle  # noqa: F401
+from citizen_card.oauth.models import OAuthClient  # noqa: F401
+from citizen_card.oauth.models import RefreshToken  # noqa: F401
+from citizen_card.oauth.models import RevokedToken  # noqa: F401
+from citizen_card.oauth.models import UsedAssertion  # noqa: F401

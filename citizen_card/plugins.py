@@ -42,6 +42,9 @@ CORE_SCOPE_AREAS = frozenset(
         "admin",
         "pki",
         "me",
+        "phone",
+        "oauth",
+        "accounts",
     }
 )
 
@@ -160,9 +163,10 @@ def init_services(app: Flask, api: Any) -> list[ServicePlugin]:
             plugin.init_app(app)
         log.info("service enabled", extra={"service": plugin.name})
     app.extensions["citizen_card_services"] = {p.name: p for p in plugins}
+    from citizen_card.oauth.scopes import CORE_SCOPES
+
     app.config["OAUTH2_SCOPES_SUPPORTED"] = sorted(
-        set(app.config.get("OAUTH2_SCOPES_SUPPORTED") or [])
-        | {s for p in plugins for s in p.scopes}
+        set(CORE_SCOPES) | {s for p in plugins for s in p.scopes}
     )
     return plugins
 

@@ -11,6 +11,9 @@ from citizen_card.errors import Conflict
 from citizen_card.errors import DomainError
 from citizen_card.errors import NotFound
 from citizen_card.extensions import db
+from citizen_card.oauth.protect import current_principal
+from citizen_card.oauth.protect import require_scopes
+from citizen_card.oauth.tokens import Principal
 from citizen_card.pii import Encrypted
 from citizen_card.pii import blind_index
 from citizen_card.pii import mask
@@ -27,12 +30,15 @@ __all__ = [
     "DomainError",
     "Encrypted",
     "NotFound",
+    "Principal",
     "ServicePlugin",
     "blind_index",
+    "current_principal",
     "db",
     "mask",
     "mask_name",
     "mask_national_id",
     "mask_phone",
     "record_audit",
+    "require_scopes",
 ]

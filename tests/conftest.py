@@ -84,6 +84,9 @@ def make_test_config(tmp: Path, database_url: str, **overrides: object) -> dict[
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PII_KEYRING_FILE": str(tmp / "pii-keyring.json"),
+        "OAUTH2_SIGNING_KEYS_FILE": str(tmp / "signing-keys.json"),
+        # The test client's host, so issuer-derived URLs resolve against the app itself.
+        "OAUTH2_ISSUER": "http://localhost",
         "SERVICES": list(TEST_SERVICES),
     }
     config.update(overrides)
@@ -163,6 +166,49 @@ def committed_app(
 def client(app: Flask) -> FlaskClient:
     """A test client of the session app."""
     return app.test_client()
+
+
+@pytest.fixture()
+def bearer(app: Flask, client: FlaskClient):  # type: ignore[no-untyped-def]
+    """bearer(*scopes, kind="partner") -> headers with a real access token.
+
+    Registers a client for exactly those scopes and asks /oauth/token for a token, so the
+    token is minted and later verified by the project's own code, with no shortcut.
+    """
+    from base64 import b64encode
+
+    from citizen_card.audit.actions import Actor
+    from citizen_card.oauth.clients import create_client
+
+    def mint(*scopes: str, kind: str = "partner", organisation: str = "Test Org") -> dict[str, str]:
+        with app.app_context():
+            registered, secret = create_client(
+                name=f"test {kind}",
+                kind=kind,
+                organisation=organisation,
+                scopes=list(scopes),
+                actor=Actor.system("test"),
+            )
+            client_id = registered.client_id
+        basic = b64encode(f"{client_id}:{secret}".encode()).decode()
+        response = client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+    return mint
+
+
+@pytest.fixture()
+def hello_client(app: Flask, bearer) -> FlaskClient:  # type: ignore[no-untyped-def]
+    """A test client that sends a token for the test plugin's scopes on every request."""
+    headers = bearer("hello_service:read", "hello_service:write")
+    authed = app.test_client()
+    authed.environ_base["HTTP_AUTHORIZATION"] = headers["Authorization"]
+    return authed
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ def assert_problem(response, status, code):
     return body
 
 
-def test_malformed_json_is_400(client):
-    r = client.post(GREETINGS, data="{bad", content_type="application/json")
+def test_malformed_json_is_400(hello_client):
+    r = hello_client.post(GREETINGS, data="{bad", content_type="application/json")
     body = assert_problem(r, 400, "MALFORMED_JSON")
     assert "invalid JSON" in body["detail"]
 
@@ -33,26 +33,28 @@ def test_malformed_json_on_unknown_api_route_is_still_400_not_500(client):
     assert_problem(r, 400, "MALFORMED_JSON")
 
 
-def test_wrong_content_type_is_415(client):
-    r = client.post(GREETINGS, data="text=hi", content_type="application/x-www-form-urlencoded")
+def test_wrong_content_type_is_415(hello_client):
+    form = "application/x-www-form-urlencoded"
+    r = hello_client.post(GREETINGS, data="text=hi", content_type=form)
     body = assert_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert "application/x-www-form-urlencoded" in body["detail"]
 
 
-def test_oversized_body_is_413(app, client):
+def test_oversized_body_is_413(app, hello_client):
     size = app.config["MAX_CONTENT_LENGTH"] + 1
-    r = client.post(GREETINGS, data=b"[" + b" " * size + b"]", content_type="application/json")
+    body = b"[" + b" " * size + b"]"
+    r = hello_client.post(GREETINGS, data=body, content_type="application/json")
     assert_problem(r, 413, "PAYLOAD_TOO_LARGE")
 
 
-def test_validation_is_422_with_field_errors(client):
-    r = client.post(GREETINGS, json={"text": ""})
+def test_validation_is_422_with_field_errors(hello_client):
+    r = hello_client.post(GREETINGS, json={"text": ""})
     body = assert_problem(r, 422, "VALIDATION_FAILED")
     assert body["errors"] == {"json": {"text": ["Length must be between 1 and 200."]}}
 
 
-def test_unknown_field_is_rejected_not_ignored(client):
-    r = client.post(GREETINGS, json={"text": "hi", "admin": True})
+def test_unknown_field_is_rejected_not_ignored(hello_client):
+    r = hello_client.post(GREETINGS, json={"text": "hi", "admin": True})
     body = assert_problem(r, 422, "VALIDATION_FAILED")
     assert "admin" in body["errors"]["json"]
 
@@ -62,27 +64,27 @@ def test_unknown_route_is_404(client):
     assert_problem(client.get("/api/v1/nope"), 404, "NOT_FOUND")
 
 
-def test_wrong_method_is_405_with_allow(client):
-    r = client.delete(GREETINGS)
+def test_wrong_method_is_405_with_allow(hello_client):
+    r = hello_client.delete(GREETINGS)
     assert_problem(r, 405, "METHOD_NOT_ALLOWED")
     assert "GET" in r.headers["Allow"]
 
 
-def test_domain_error_carries_its_type_and_extensions(client, app):
-    r = client.post(GREETINGS, json={"text": "x" * 41})
+def test_domain_error_carries_its_type_and_extensions(hello_client, app):
+    r = hello_client.post(GREETINGS, json={"text": "x" * 41})
     body = assert_problem(r, 422, "GREETING_TOO_LONG")
     assert body["type"] == "/problems/hello_service/greeting-too-long"
     assert body["limit"] == 40
     assert body["detail"] == "at most 40 characters"
 
 
-def test_domain_error_wrote_nothing(client):
-    client.post(GREETINGS, json={"text": "x" * 41})
-    assert client.get(GREETINGS).get_json() == []
+def test_domain_error_wrote_nothing(hello_client):
+    hello_client.post(GREETINGS, json={"text": "x" * 41})
+    assert hello_client.get(GREETINGS).get_json() == []
 
 
-def test_500_is_a_problem_without_internals(client, caplog):
-    r = client.get("/api/v1/hello-service/crash")
+def test_500_is_a_problem_without_internals(hello_client, caplog):
+    r = hello_client.get("/api/v1/hello-service/crash")
     body = assert_problem(r, 500, "INTERNAL_ERROR")
     assert "detail" not in body
     assert "hunter2" not in r.get_data(as_text=True)
@@ -109,15 +111,15 @@ def test_titles_follow_accept_language(client, header, title):
     assert "Accept-Language" in r.headers["Vary"]
 
 
-def test_domain_error_title_in_english(client):
-    r = client.post(GREETINGS, json={"text": "x" * 41}, headers={"Accept-Language": "en"})
+def test_domain_error_title_in_english(hello_client):
+    r = hello_client.post(GREETINGS, json={"text": "x" * 41}, headers={"Accept-Language": "en"})
     assert r.get_json(force=True)["title"] == "Greeting too long"
-    r = client.post(GREETINGS, json={"text": "x" * 41})
+    r = hello_client.post(GREETINGS, json={"text": "x" * 41})
     assert r.get_json(force=True)["title"] == "问候语过长"
 
 
-def test_openapi_documents_problem_schema(client):
-    spec = client.get("/api/openapi.json").get_json()
+def test_openapi_documents_problem_schema(hello_client):
+    spec = hello_client.get("/api/openapi.json").get_json()
     assert "Problem" in spec["components"]["schemas"]
     assert spec["openapi"].startswith("3.")
     assert "/api/v1/hello-service/greetings" in spec["paths"]

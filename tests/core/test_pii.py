@@ -111,8 +111,8 @@ def test_masking(func, value, masked):
     assert func(value) == masked
 
 
-def test_encrypted_column_stored_encrypted_and_searchable(client, app):
-    r = client.post(GREETINGS, json={"text": "hi", "phone": "13812345678"})
+def test_encrypted_column_stored_encrypted_and_searchable(hello_client, app):
+    r = hello_client.post(GREETINGS, json={"text": "hi", "phone": "13812345678"})
     assert r.status_code == 201
     assert r.get_json()["phone"] == "138****5678"
     with app.app_context():
@@ -121,14 +121,14 @@ def test_encrypted_column_stored_encrypted_and_searchable(client, app):
         assert stored.startswith("v1.") and "13812345678" not in stored
         assert "13812345678" not in index
         assert db.session.scalars(sa.select(Greeting)).one().phone == "13812345678"
-    found = client.get(GREETINGS, query_string={"phone": "13812345678"}).get_json()
+    found = hello_client.get(GREETINGS, query_string={"phone": "13812345678"}).get_json()
     assert [g["text"] for g in found] == ["hi"]
-    assert client.get(GREETINGS, query_string={"phone": "13900000000"}).get_json() == []
+    assert hello_client.get(GREETINGS, query_string={"phone": "13900000000"}).get_json() == []
 
 
-def test_keys_rotate_reencrypts_every_value(client, app):
+def test_keys_rotate_reencrypts_every_value(hello_client, app):
     for i in range(3):
-        client.post(GREETINGS, json={"text": f"g{i}", "phone": f"1381234567{i}"})
+        hello_client.post(GREETINGS, json={"text": f"g{i}", "phone": f"1381234567{i}"})
     with app.app_context():
         ring = pii.keyring()
         old_kid = ring.active_key_id
@@ -142,5 +142,5 @@ def test_keys_rotate_reencrypts_every_value(client, app):
         phones = sorted(g.phone for g in db.session.scalars(sa.select(Greeting)))
         assert phones == ["13812345670", "13812345671", "13812345672"]
     # The blind index does not depend on the data key: lookups still work.
-    found = client.get(GREETINGS, query_string={"phone": "13812345671"}).get_json()
+    found = hello_client.get(GREETINGS, query_string={"phone": "13812345671"}).get_json()
     assert [g["text"] for g in found] == ["g1"]

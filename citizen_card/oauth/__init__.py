@@ -1,0 +1,1 @@
+"""Unified authentication: OAuth 2 / OpenID Connect server, tokens, clients, accounts."""
