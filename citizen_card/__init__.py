@@ -80,6 +80,9 @@ def _init_oauth(app: Flask, api: object) -> None:
     app.register_blueprint(views.oauth_blp)
     api.register_blueprint(views.admin_blp)  # type: ignore[attr-defined]
     api.register_blueprint(views.me_blp)  # type: ignore[attr-defined]
+    from citizen_card.citizens.views import blp as citizens_blp
+
+    api.register_blueprint(citizens_blp)  # type: ignore[attr-defined]
     issuer = app.config["OAUTH2_ISSUER"]
     api.spec.components.security_scheme(  # type: ignore[attr-defined]
         "oauth2",

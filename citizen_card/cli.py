@@ -119,10 +119,12 @@ def keys_rotate(batch: int) -> None:
 @demo_cli.command("load")
 def demo_load() -> None:
     """Load demo data; safe to run again (it only adds what is missing)."""
-    loaders = current_app.extensions.get("citizen_card_demo_loaders", [])
+    from citizen_card.demo import load_residents
+
+    # Core data first; services add their own loaders through the plugin's init_app.
+    loaders = [load_residents, *current_app.extensions.get("citizen_card_demo_loaders", [])]
     for loader in loaders:
         loader()
-    click.echo(f"demo data loaded ({len(loaders)} loader(s))")
 
 
 def init_app(app: Flask) -> None:
