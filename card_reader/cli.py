@@ -1,4 +1,4 @@
-"""Command line: ``python -m card_reader readers|card|pin|personalize|tap|terminal|vpcd|bench``.
+"""Command line: ``python -m card_reader readers|card|pin|personalize|issue|tap|terminal|…``.
 
 Errors print one line on stderr and exit with status 1 (2 for usage errors); no tracebacks.
 PINs and PUKs come from ``--pin``/``--puk``/``--new-pin`` or are prompted with getpass.
@@ -256,6 +256,82 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminal_client(args: argparse.Namespace) -> Any:
+    from card_reader.terminal import TerminalClient
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--api", args.api),
+            ("--token-url", args.token_url),
+            ("--client-id", args.client_id),
+            ("--key", args.key),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(f"this needs {', '.join(missing)}")
+    return TerminalClient.from_key_file(
+        args.key,
+        client_id=args.client_id,
+        token_url=args.token_url,
+        api_base=args.api,
+        scope=args.scope,
+    )
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    """The station flow: request, card key pair, certificate, write, PIN/PUK, lock, confirm."""
+    import base64
+
+    from card_reader.terminal import TerminalError
+
+    args.token_url = args.token_url or args.api.rstrip("/") + "/oauth/token"
+    client = _terminal_client(args)
+    pin = _secret(args.pin, "resident's new PIN: ")
+    puk = _secret(args.puk, "resident's new PUK: ")
+    request = client.request(
+        "POST",
+        "/api/v1/cards/issuance",
+        {"citizen_id": args.citizen, "replacement": args.replacement},
+    )
+    request_id = request["id"]
+    print(f"issuance request {request_id} opened", file=sys.stderr)
+    try:
+        with _open(args) as reader:
+            card = CitizenCardClient(reader)
+            card.select()
+            point = public_key_to_point(card.generate_key_pair())
+            print("key pair generated on the card", file=sys.stderr)
+            data = client.request(
+                "POST",
+                f"/api/v1/cards/issuance/{request_id}/personalize",
+                {"public_key": point.hex()},
+            )
+            card.write_data(
+                card_number=data["card_number"],
+                holder_name=data["holder_name"],
+                citizen_ref=data["citizen_ref"],
+                valid_from=date.fromisoformat(data["valid_from"]),
+                valid_until=date.fromisoformat(data["valid_until"]),
+                card_certificate=base64.b64decode(data["card_certificate"]),
+                issuer_certificate=base64.b64decode(data["issuer_certificate"]),
+            )
+            card.set_pin_puk(pin, puk)
+            card.lock()
+            print(f"card {data['card_number']} written and locked", file=sys.stderr)
+    except (CardReaderError, UsageError) as exc:
+        if not isinstance(exc, TerminalError):
+            # Close the request so the station can start over with a new blank card.
+            client.request(
+                "POST", f"/api/v1/cards/issuance/{request_id}/fail", {"reason": str(exc)[:250]}
+            )
+        raise
+    issued = client.request("POST", f"/api/v1/cards/issuance/{request_id}/complete", {})
+    _print_json({"request_id": request_id, **issued})
+    return 0
+
+
 def _amount_fen(args: argparse.Namespace) -> int:
     if args.amount_fen is not None:
         return int(args.amount_fen)
@@ -458,6 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default="/api/v1/transit/taps", help="tap endpoint path")
     _add_backend_options(p)
     p.set_defaults(func=cmd_tap)
+
+    p = sub.add_parser("issue", help="station flow: issue a card to a citizen (needs the API)")
+    p.add_argument("--citizen", type=int, required=True, help="the citizen's id")
+    p.add_argument("--replacement", action="store_true", help="replace the citizen's card (补卡)")
+    p.add_argument("--pin", help="the resident's initial PIN (prompted if omitted)")
+    p.add_argument("--puk", help="the resident's PUK (prompted if omitted)")
+    p.add_argument("--api", metavar="URL", required=True, help="API base URL")
+    p.add_argument("--token-url", help="OAuth token endpoint (default: <api>/oauth/token)")
+    p.add_argument("--client-id", required=True, help="the station's OAuth client id")
+    p.add_argument("--key", metavar="PEM", required=True, help="the station's EC private key")
+    p.add_argument("--scope", default="cards:issue", help="OAuth scope to request")
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_issue)
 
     terminal = sub.add_parser("terminal", help="the terminal's OAuth key (private_key_jwt)")
     terminal_sub = terminal.add_subparsers(dest="terminal_command", required=True, metavar="ACTION")

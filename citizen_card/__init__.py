@@ -36,6 +36,7 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     from citizen_card import logs
     from citizen_card import migrations
     from citizen_card import pii
+    from citizen_card.cards import pki as card_pki
     from citizen_card.db import configure_sqlite
     from citizen_card.extensions import db
     from citizen_card.oauth import clients as oauth_clients
@@ -56,6 +57,7 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     pii.init_app(app)
     oauth_tokens.init_app(app)
     oauth_clients.init_app(app)
+    card_pki.init_app(app)
 
     # One Api per app: flask-smorest keeps a reference to the last app it saw.
     api = errors.ProblemApi(app)
@@ -80,9 +82,12 @@ def _init_oauth(app: Flask, api: object) -> None:
     app.register_blueprint(views.oauth_blp)
     api.register_blueprint(views.admin_blp)  # type: ignore[attr-defined]
     api.register_blueprint(views.me_blp)  # type: ignore[attr-defined]
+    from citizen_card.cards import views as card_views
     from citizen_card.citizens.views import blp as citizens_blp
 
     api.register_blueprint(citizens_blp)  # type: ignore[attr-defined]
+    for blp in (card_views.cards_blp, card_views.pki_blp, card_views.card_auth_blp):
+        api.register_blueprint(blp)  # type: ignore[attr-defined]
     issuer = app.config["OAUTH2_ISSUER"]
     api.spec.components.security_scheme(  # type: ignore[attr-defined]
         "oauth2",

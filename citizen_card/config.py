@@ -8,6 +8,7 @@ instance folder; in production (``CITIZEN_CARD_ENV=production``) they must be gi
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 from pathlib import Path
@@ -34,6 +35,28 @@ DEFAULTS: dict[str, Any] = {
     "OAUTH2_ACCESS_TOKEN_LIFETIME": 600,
     # How stale a worker's view of revocations and client status may be.
     "OAUTH2_CACHE_SECONDS": 1,
+    # Cards (docs/cards.md)
+    "CARD_ISSUER_KEY_FILE": None,
+    "CARD_ISSUER_CERT_FILE": None,
+    "CARD_VALIDITY_YEARS": 5,
+    "CARD_NUMBER_PREFIX": "6210",
+    "CARD_TX_MAX_SKEW_SECONDS": 300,
+    "CARD_CHALLENGE_SECONDS": 60,
+    "CARD_LOGIN_TOKEN_LIFETIME": 300,
+    # What a terminal may do for a resident after card + PIN (also limited by its own scopes).
+    "CARD_LOGIN_SCOPES": ["wallet:read", "cards:read", "cards:suspend", "me:consents"],
+    # Residents' and staff's sign-in (docs/auth.md, "Residents and staff").
+    "OAUTH2_AUTHORIZATION_CODE_LIFETIME": 60,
+    "OAUTH2_ID_TOKEN_LIFETIME": 600,
+    "OAUTH2_REFRESH_TOKEN_LIFETIME": 30 * 24 * 3600,
+    # How long a sign-in at /oauth/login is reused for later authorization requests.
+    "OAUTH2_LOGIN_SESSION_LIFETIME": 1800,
+    # argon2id (RFC 9106's second recommended setting: 64 MiB, 3 passes, 4 lanes).
+    "PASSWORD_HASHING": {"time_cost": 3, "memory_cost": 65536, "parallelism": 4},
+    # The sign-in session cookie. None: secure exactly when OAUTH2_ISSUER is https.
+    "SESSION_COOKIE_NAME": "cc_session",
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": None,
     # 2 MiB: a batch of 1,000 gate taps is ~0.5 MiB; anything far larger is a mistake.
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SERVICES": [],
@@ -57,7 +80,9 @@ class ConfigError(RuntimeError):
 
 def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     """Load DEFAULTS, then the environment (or test_config), then fill and validate."""
-    app.config.from_mapping(DEFAULTS)
+    # A deep copy: `__` in environment names writes into nested dicts, which must not be
+    # DEFAULTS' own (one app's settings would leak into the next).
+    app.config.from_mapping(copy.deepcopy(DEFAULTS))
     if test_config is None:
         app.config.from_prefixed_env("CITIZEN_CARD")
     else:
@@ -65,6 +90,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     if app.config.get("TESTING"):
         app.config.setdefault("ENV", "testing")
     _fill_secrets(app)
+    if app.config.get("SESSION_COOKIE_SECURE") is None:
+        app.config["SESSION_COOKIE_SECURE"] = str(app.config.get("OAUTH2_ISSUER")).startswith(
+            "https://"
+        )
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
         app.config.get("SQLALCHEMY_DATABASE_URI")
     )
@@ -117,6 +146,10 @@ def _fill_secrets(app: Flask) -> None:
         cfg["PII_KEYRING_FILE"] = str(inst / "pii-keyring.json")
     if not cfg.get("OAUTH2_SIGNING_KEYS_FILE"):
         cfg["OAUTH2_SIGNING_KEYS_FILE"] = str(inst / "signing-keys.json")
+    if not cfg.get("CARD_ISSUER_KEY_FILE"):
+        cfg["CARD_ISSUER_KEY_FILE"] = str(inst / "issuer-ca-key.pem")
+    if not cfg.get("CARD_ISSUER_CERT_FILE"):
+        cfg["CARD_ISSUER_CERT_FILE"] = str(inst / "issuer-ca.pem")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -136,6 +169,8 @@ def validate_config(cfg: Any) -> None:
         "SQLALCHEMY_DATABASE_URI",
         "PII_KEYRING_FILE",
         "OAUTH2_SIGNING_KEYS_FILE",
+        "CARD_ISSUER_KEY_FILE",
+        "CARD_ISSUER_CERT_FILE",
     ):
         if not cfg.get(key):
             hint = f"set CITIZEN_CARD_{key}"
@@ -163,9 +198,49 @@ def validate_config(cfg: Any) -> None:
     lifetime = cfg.get("OAUTH2_ACCESS_TOKEN_LIFETIME")
     if not isinstance(lifetime, int) or not 60 <= lifetime <= 3600:
         problems.append("OAUTH2_ACCESS_TOKEN_LIFETIME must be 60 to 3600 seconds")
-    for key in ("MAX_CONTENT_LENGTH", "AUDIT_SEAL_INTERVAL_SECONDS", "OAUTH2_CACHE_SECONDS"):
+    for key, low, high in (
+        ("OAUTH2_AUTHORIZATION_CODE_LIFETIME", 10, 600),
+        ("OAUTH2_ID_TOKEN_LIFETIME", 60, 3600),
+        ("OAUTH2_REFRESH_TOKEN_LIFETIME", 3600, 90 * 24 * 3600),
+        ("OAUTH2_LOGIN_SESSION_LIFETIME", 60, 24 * 3600),
+    ):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            problems.append(f"{key} must be {low} to {high} seconds, got {value!r}")
+    problems.extend(_password_hashing_problems(cfg))
+    if cfg.get("ENV") == "production" and cfg.get("SESSION_COOKIE_SECURE") is not True:
+        problems.append("SESSION_COOKIE_SECURE must be true in production (sign-in cookie)")
+    for key in (
+        "MAX_CONTENT_LENGTH",
+        "AUDIT_SEAL_INTERVAL_SECONDS",
+        "OAUTH2_CACHE_SECONDS",
+        "CARD_TX_MAX_SKEW_SECONDS",
+        "CARD_CHALLENGE_SECONDS",
+        "CARD_LOGIN_TOKEN_LIFETIME",
+    ):
         value = cfg.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{key} must be a non-negative integer, got {value!r}")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _password_hashing_problems(cfg: Any) -> list[str]:
+    """Check the argon2id cost; production may not go below OWASP's floor (19 MiB, t=2)."""
+    params = cfg.get("PASSWORD_HASHING")
+    keys = {"time_cost", "memory_cost", "parallelism"}
+    if (
+        not isinstance(params, dict)
+        or set(params) != keys
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in params.values()
+        )
+    ):
+        return ["PASSWORD_HASHING must be {time_cost, memory_cost (KiB), parallelism}, positive"]
+    if params["memory_cost"] < 8 * params["parallelism"]:
+        return ["PASSWORD_HASHING memory_cost must be at least 8 KiB per lane (parallelism)"]
+    if cfg.get("ENV") == "production" and (
+        params["memory_cost"] < 19456 or params["time_cost"] < 2
+    ):
+        return ["PASSWORD_HASHING is too cheap for production (at least 19456 KiB and 2 passes)"]
+    return []

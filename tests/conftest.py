@@ -85,6 +85,8 @@ def make_test_config(tmp: Path, database_url: str, **overrides: object) -> dict[
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PII_KEYRING_FILE": str(tmp / "pii-keyring.json"),
         "OAUTH2_SIGNING_KEYS_FILE": str(tmp / "signing-keys.json"),
+        "CARD_ISSUER_KEY_FILE": str(tmp / "issuer-ca-key.pem"),
+        "CARD_ISSUER_CERT_FILE": str(tmp / "issuer-ca.pem"),
         # The test client's host, so issuer-derived URLs resolve against the app itself.
         "OAUTH2_ISSUER": "http://localhost",
         "SERVICES": list(TEST_SERVICES),
@@ -180,7 +182,9 @@ def bearer(app: Flask, client: FlaskClient):  # type: ignore[no-untyped-def]
     from citizen_card.audit.actions import Actor
     from citizen_card.oauth.clients import create_client
 
-    def mint(*scopes: str, kind: str = "partner", organisation: str = "Test Org") -> dict[str, str]:
+    def mint(
+        *scopes: str, kind: str = "partner", organisation: str = "Test Org", site: str | None = None
+    ) -> dict[str, str]:
         with app.app_context():
             registered, secret = create_client(
                 name=f"test {kind}",
@@ -188,6 +192,7 @@ def bearer(app: Flask, client: FlaskClient):  # type: ignore[no-untyped-def]
                 organisation=organisation,
                 scopes=list(scopes),
                 actor=Actor.system("test"),
+                site=site,
             )
             client_id = registered.client_id
         basic = b64encode(f"{client_id}:{secret}".encode()).decode()

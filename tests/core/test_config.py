@@ -35,7 +35,7 @@ def test_development_first_run_generates_private_secrets(tmp_path):
     assert f"sqlite:///{tmp_path}/citizen_card.db" in first.stdout
     secret = (tmp_path / "secret_key").read_text()
     assert len(secret) >= 48
-    for name in ("secret_key", "pii-keyring.json", "signing-keys.json"):
+    for name in ("secret_key", "pii-keyring.json", "signing-keys.json", "issuer-ca-key.pem"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name
     # Second run reuses them: sessions and ciphertexts survive restarts.
     assert _start(tmp_path).returncode == 0
@@ -55,6 +55,7 @@ def test_production_refuses_to_start_without_secrets(tmp_path):
     assert "SQLALCHEMY_DATABASE_URI is missing" in result.stderr
     assert "PII_KEYRING_FILE is missing" in result.stderr
     assert "OAUTH2_SIGNING_KEYS_FILE is missing" in result.stderr
+    assert "CARD_ISSUER_KEY_FILE is missing" in result.stderr
     assert "OAUTH2_ISSUER must be https in production" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "secret_key").exists()
@@ -72,6 +73,8 @@ def test_production_reads_secrets_from_files(tmp_path):
         CITIZEN_CARD_SQLALCHEMY_DATABASE_URI="postgresql://postgres@127.0.0.1/x",
         CITIZEN_CARD_PII_KEYRING_FILE=str(tmp_path / "dev" / "pii-keyring.json"),
         CITIZEN_CARD_OAUTH2_SIGNING_KEYS_FILE=str(tmp_path / "dev" / "signing-keys.json"),
+        CITIZEN_CARD_CARD_ISSUER_KEY_FILE=str(tmp_path / "dev" / "issuer-ca-key.pem"),
+        CITIZEN_CARD_CARD_ISSUER_CERT_FILE=str(tmp_path / "dev" / "issuer-ca.pem"),
         CITIZEN_CARD_OAUTH2_ISSUER="https://id.city.example",
     )
     assert result.returncode == 0, result.stderr
@@ -88,6 +91,8 @@ def test_production_with_missing_keyring_file_fails_clearly(tmp_path):
         CITIZEN_CARD_SQLALCHEMY_DATABASE_URI="postgresql://postgres@127.0.0.1/x",
         CITIZEN_CARD_PII_KEYRING_FILE=str(tmp_path / "absent.json"),
         CITIZEN_CARD_OAUTH2_SIGNING_KEYS_FILE=str(tmp_path / "absent-keys.json"),
+        CITIZEN_CARD_CARD_ISSUER_KEY_FILE=str(tmp_path / "absent-ca-key.pem"),
+        CITIZEN_CARD_CARD_ISSUER_CERT_FILE=str(tmp_path / "absent-ca.pem"),
         CITIZEN_CARD_OAUTH2_ISSUER="https://id.city.example",
     )
     assert result.returncode == 2

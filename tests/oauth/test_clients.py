@@ -23,6 +23,7 @@ PUBLIC = {
     "/.well-known/oauth-authorization-server",
     "/.well-known/openid-configuration",
     "/static/<path:filename>",
+    "/api/v1/pki/issuer.pem",  # the CA certificate is public by nature
 }
 
 
