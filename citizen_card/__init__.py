@@ -86,7 +86,9 @@ def _init_oauth(app: Flask, api: object) -> None:
     from citizen_card.citizens.views import blp as citizens_blp
 
     api.register_blueprint(citizens_blp)  # type: ignore[attr-defined]
-    for blp in (card_views.cards_blp, card_views.pki_blp, card_views.card_auth_blp):
+    from citizen_card.ledger.views import blp as wallets_blp
+
+    for blp in (card_views.cards_blp, card_views.pki_blp, card_views.card_auth_blp, wallets_blp):
         api.register_blueprint(blp)  # type: ignore[attr-defined]
     issuer = app.config["OAUTH2_ISSUER"]
     api.spec.components.security_scheme(  # type: ignore[attr-defined]

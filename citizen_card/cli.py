@@ -23,6 +23,22 @@ from citizen_card.pii import keyring
 audit_cli = AppGroup("audit", help="Seal and verify the hash-chained audit trail.")
 keys_cli = AppGroup("keys", help="Manage the personal-data encryption keys.")
 demo_cli = AppGroup("demo", help="Demo data for a local run.")
+ledger_cli = AppGroup("ledger", help="Check the books.")
+
+
+@ledger_cli.command("verify")
+def ledger_verify() -> None:
+    """Prove every entry balances and every cached balance equals its postings; exit 1 if not."""
+    from citizen_card.ledger.actions import verify
+
+    problems = verify()
+    db.session.rollback()
+    if not problems:
+        click.echo("ledger OK: every entry balances, every balance equals its postings")
+        return
+    for problem in problems:
+        click.echo(f"BROKEN: {problem}", err=True)
+    sys.exit(1)
 
 
 @audit_cli.command("seal")
@@ -137,3 +153,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(ledger_cli)

@@ -11,6 +11,10 @@ from citizen_card.cards.models import DenyListChange  # noqa: F401
 from citizen_card.cards.models import DenyListHead  # noqa: F401
 from citizen_card.cards.models import IssuanceRequest  # noqa: F401
 from citizen_card.citizens.models import Citizen  # noqa: F401
+from citizen_card.ledger.models import IdempotencyRecord  # noqa: F401
+from citizen_card.ledger.models import JournalEntry  # noqa: F401
+from citizen_card.ledger.models import LedgerAccount  # noqa: F401
+from citizen_card.ledger.models import Posting  # noqa: F401
 from citizen_card.oauth.models import Account  # noqa: F401
 from citizen_card.oauth.models import AuthorizationCode  # noqa: F401
 from citizen_card.oauth.models import Consent  # noqa: F401

@@ -70,6 +70,17 @@ def test_resident_token_reports_only_own_card_lost(client, gate, register_citize
     assert r.status_code == 200 and r.get_json()["status"] == "suspended"
 
 
+def test_resident_sees_only_own_wallet(client, gate, register_citizen, issue):
+    mine, other = register_citizen(), register_citizen()
+    card = issue(mine)
+    _c, _b, r = login(client, gate, card)
+    headers = {"Authorization": f"Bearer {r.get_json()['access_token']}"}
+    r = client.get(f"/api/v1/wallets/{mine}", headers=headers)
+    assert r.status_code == 200 and r.get_json() == {"citizen_id": mine, "balance_fen": 0}
+    assert client.get(f"/api/v1/wallets/{other}", headers=headers).status_code == 404
+    assert client.get(f"/api/v1/wallets/{other}/statement", headers=headers).status_code == 404
+
+
 def test_challenge_bound_to_terminal_and_signature_checked(
     client, gate, bearer, register_citizen, issue
 ):

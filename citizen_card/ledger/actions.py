@@ -1,0 +1,237 @@
+"""Posting money: balanced entries, no overdraft under concurrency, and verification.
+
+Balances move in the same statement that checks them (``UPDATE … SET balance = balance + x
+WHERE … AND balance + x >= 0``), which takes the account row's lock until commit: two debits
+racing on one wallet queue on that row, and the second sees the first's result. Accounts are
+always updated in id order, so two entries touching the same accounts cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from citizen_card.audit.actions import Actor
+from citizen_card.errors import Conflict
+from citizen_card.errors import DomainError
+from citizen_card.extensions import db
+from citizen_card.ledger.models import JournalEntry
+from citizen_card.ledger.models import LedgerAccount
+from citizen_card.ledger.models import Posting
+
+WALLET = "wallet"
+TOPUP_CLEARING = "topup_clearing"
+REVENUE = "revenue"
+
+
+class InsufficientFunds(Conflict):
+    """The wallet cannot pay this amount."""
+
+    code = "INSUFFICIENT_FUNDS"
+    title = "Insufficient balance"
+    title_zh = "余额不足"
+
+
+class UnbalancedEntry(DomainError):
+    """A programming error: postings that do not sum to zero (never reaches a database)."""
+
+    status = 500
+    code = "UNBALANCED_ENTRY"
+    title = "Unbalanced ledger entry"
+    title_zh = "账目不平衡"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_account(kind: str, owner: str, *, allow_negative: bool) -> LedgerAccount:
+    """The account (kind, owner), opened on first use; safe when two requests open it at once."""
+    query = select(LedgerAccount).where(LedgerAccount.kind == kind, LedgerAccount.owner == owner)
+    account = db.session.scalars(query).first()
+    if account is not None:
+        return account
+    try:
+        with db.session.begin_nested():
+            account = LedgerAccount(
+                kind=kind,
+                owner=owner,
+                balance_fen=0,
+                allow_negative=allow_negative,
+                created_at=_now(),
+            )
+            db.session.add(account)
+    except IntegrityError:
+        account = db.session.scalars(query).one()
+    return account
+
+
+def wallet_of(citizen_id: int) -> LedgerAccount:
+    """A citizen's wallet (balances follow the citizen, not the card)."""
+    return get_account(WALLET, f"citizen:{citizen_id}", allow_negative=False)
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a movement: an account and a signed amount in fen (+ credits it)."""
+
+    account: LedgerAccount
+    amount_fen: int
+
+
+def post(
+    kind: str,
+    legs: Sequence[Leg],
+    *,
+    actor: Actor,
+    memo: str | None = None,
+    reference: str | None = None,
+) -> JournalEntry:
+    """Write one balanced entry and move the cached balances; the caller commits.
+
+    Raises InsufficientFunds (nothing written) when an account may not go negative.
+    """
+    if len(legs) < 2:
+        raise UnbalancedEntry("an entry needs at least two postings")
+    for leg in legs:
+        if type(leg.amount_fen) is not int or leg.amount_fen == 0:
+            raise UnbalancedEntry("amounts are non-zero integers of fen")
+    if sum(leg.amount_fen for leg in legs) != 0:
+        raise UnbalancedEntry("postings must sum to zero")
+    with db.session.begin_nested():
+        for leg in sorted(legs, key=lambda leg: leg.account.id):
+            table = LedgerAccount.__table__
+            moved = db.session.execute(
+                update(LedgerAccount)
+                .where(
+                    LedgerAccount.id == leg.account.id,
+                    or_(
+                        LedgerAccount.allow_negative,
+                        LedgerAccount.balance_fen + literal(leg.amount_fen) >= 0,
+                    ),
+                )
+                .values(balance_fen=LedgerAccount.balance_fen + leg.amount_fen)
+                .returning(table.c.balance_fen)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if moved is None:
+                raise InsufficientFunds(
+                    f"the balance cannot cover {-leg.amount_fen} fen",
+                    needed_fen=-leg.amount_fen,
+                    balance_fen=db.session.scalar(
+                        select(LedgerAccount.balance_fen).where(LedgerAccount.id == leg.account.id)
+                    ),
+                )
+        entry = JournalEntry(
+            kind=kind,
+            memo=memo,
+            reference=reference,
+            actor=f"{actor.type}:{actor.id}",
+            created_at=_now(),
+        )
+        db.session.add(entry)
+        db.session.flush()
+        db.session.add_all(
+            Posting(entry_id=entry.id, account_id=leg.account.id, amount_fen=leg.amount_fen)
+            for leg in legs
+        )
+        db.session.flush()
+    for leg in legs:
+        db.session.expire(leg.account, ["balance_fen"])
+    return entry
+
+
+def balance(account: LedgerAccount) -> int:
+    """The account's balance in fen."""
+    value = db.session.scalar(
+        select(LedgerAccount.balance_fen).where(LedgerAccount.id == account.id)
+    )
+    return int(value or 0)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One posting on an account, with its entry."""
+
+    entry_id: int
+    kind: str
+    amount_fen: int
+    memo: str | None
+    reference: str | None
+    created_at: datetime
+
+
+def statement(
+    account: LedgerAccount, *, limit: int = 50, before_entry: int | None = None
+) -> list[StatementLine]:
+    """The account's postings, newest first, paged by entry id."""
+    query = (
+        select(
+            Posting.entry_id,
+            JournalEntry.kind,
+            Posting.amount_fen,
+            JournalEntry.memo,
+            JournalEntry.reference,
+            JournalEntry.created_at,
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(Posting.account_id == account.id)
+        .order_by(Posting.entry_id.desc())
+        .limit(limit)
+    )
+    if before_entry is not None:
+        query = query.where(Posting.entry_id < before_entry)
+    return [StatementLine(*row) for row in db.session.execute(query)]
+
+
+def verify() -> list[str]:
+    """Every problem in the books: unbalanced entries, cached balances off their postings."""
+    problems: list[str] = []
+    unbalanced = db.session.execute(
+        select(Posting.entry_id, func.sum(Posting.amount_fen), func.count())
+        .group_by(Posting.entry_id)
+        .having(or_(func.sum(Posting.amount_fen) != 0, func.count() < 2))
+    ).all()
+    problems += [
+        f"entry {e}: postings sum to {s} fen over {n} posting(s)" for e, s, n in unbalanced
+    ]
+    empty = db.session.scalars(
+        select(JournalEntry.id).where(~JournalEntry.id.in_(select(Posting.entry_id)))
+    ).all()
+    problems += [f"entry {e}: has no postings" for e in empty]
+    sums = (
+        select(Posting.account_id, func.sum(Posting.amount_fen).label("total"))
+        .group_by(Posting.account_id)
+        .subquery()
+    )
+    drift = db.session.execute(
+        select(
+            LedgerAccount.id,
+            LedgerAccount.kind,
+            LedgerAccount.owner,
+            LedgerAccount.balance_fen,
+            func.coalesce(sums.c.total, 0),
+        )
+        .outerjoin(sums, sums.c.account_id == LedgerAccount.id)
+        .where(LedgerAccount.balance_fen != func.coalesce(sums.c.total, 0))
+    ).all()
+    problems += [
+        f"account {i} ({k} {o}): cached balance {b} fen, postings sum to {t} fen"
+        for i, k, o, b, t in drift
+    ]
+    negative = db.session.execute(
+        select(LedgerAccount.id, LedgerAccount.owner, LedgerAccount.balance_fen).where(
+            ~LedgerAccount.allow_negative, LedgerAccount.balance_fen < 0
+        )
+    ).all()
+    problems += [f"account {i} ({o}): negative balance {b} fen" for i, o, b in negative]
+    return problems
