@@ -42,8 +42,10 @@ def _build(test_config: dict[str, Any] | None) -> Flask:
     from citizen_card.oauth import clients as oauth_clients
     from citizen_card.oauth import tokens as oauth_tokens
 
-    instance = os.environ.get("CITIZEN_CARD_INSTANCE_PATH") or None
-    app = Flask(__name__, instance_path=instance, instance_relative_config=True)
+    instance = (test_config or {}).get("INSTANCE_PATH") or os.environ.get(
+        "CITIZEN_CARD_INSTANCE_PATH"
+    )
+    app = Flask(__name__, instance_path=instance or None, instance_relative_config=True)
     load_config(app, test_config)
     # Problem documents read best in RFC order (type, title, status, …), not sorted.
     app.json.sort_keys = False  # type: ignore[attr-defined]

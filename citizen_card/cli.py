@@ -135,10 +135,16 @@ def keys_rotate(batch: int) -> None:
 @demo_cli.command("load")
 def demo_load() -> None:
     """Load demo data; safe to run again (it only adds what is missing)."""
-    from citizen_card.demo import load_residents
+    from citizen_card import demo
 
     # Core data first; services add their own loaders through the plugin's init_app.
-    loaders = [load_residents, *current_app.extensions.get("citizen_card_demo_loaders", [])]
+    loaders = [
+        demo.load_residents,
+        demo.load_clients,
+        demo.load_cards,
+        demo.load_wallets,
+        *current_app.extensions.get("citizen_card_demo_loaders", []),
+    ]
     for loader in loaders:
         loader()
 

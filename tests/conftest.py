@@ -83,6 +83,8 @@ def make_test_config(tmp: Path, database_url: str, **overrides: object) -> dict[
         "PROPAGATE_EXCEPTIONS": False,
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SQLALCHEMY_DATABASE_URI": database_url,
+        # Keep every file a test app writes (demo keys, card files) out of the checkout.
+        "INSTANCE_PATH": str(tmp),
         "PII_KEYRING_FILE": str(tmp / "pii-keyring.json"),
         "OAUTH2_SIGNING_KEYS_FILE": str(tmp / "signing-keys.json"),
         "CARD_ISSUER_KEY_FILE": str(tmp / "issuer-ca-key.pem"),

@@ -186,11 +186,21 @@ class TokenSchema(ma.Schema):
     scope = ma.fields.String()
 
 
-class VerifySchema(ma.Schema):
-    """A transaction to verify, and whether this check needs the PIN."""
+class VerifySchema(SignedTransactionSchema):
+    """A signed transaction as the card produced it, plus whether this check needs the PIN.
 
-    transaction = ma.fields.Nested(SignedTransactionSchema, required=True)
+    Flat, so a terminal can post ``SignedTransaction.to_json()`` as it is.
+    """
+
     require_pin = ma.fields.Boolean(load_default=False)
+
+    @ma.post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        require_pin = data.pop("require_pin")
+        return {
+            "transaction": SignedTransactionSchema._make(self, data),
+            "require_pin": require_pin,
+        }
 
 
 class VerifiedSchema(ma.Schema):

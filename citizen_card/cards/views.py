@@ -204,8 +204,12 @@ class Verify(MethodView):
         """Verify a card's signed transaction (one round trip) and spend its counter"""
         p = current_principal()
         verified = actions.verify_transaction(
-            data["transaction"], actor=p.actor, terminal=terminal_of(p),
-            online=True, require_pin=data["require_pin"], purpose="card.verify",
+            data["transaction"],
+            actor=p.actor,
+            terminal=terminal_of(p),
+            online=True,
+            require_pin=data["require_pin"],
+            purpose="card.verify",
         )
         db.session.commit()
         return verified

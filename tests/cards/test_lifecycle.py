@@ -18,7 +18,7 @@ VERIFY = "/api/v1/card-auth/verify"
 
 def verify(client, gate, tx, require_pin=False):
     return client.post(
-        VERIFY, headers=gate.headers, json={"transaction": tx.to_json(), "require_pin": require_pin}
+        VERIFY, headers=gate.headers, json={**tx.to_json(), "require_pin": require_pin}
     )
 
 
@@ -198,12 +198,12 @@ def test_refusal_reasons(client, gate, register_citizen, issue, app):
     good = card.sign(gate.site)
     # Tampered: change the amount after signing.
     tampered = good.to_json() | {"amount_fen": good.amount_fen + 1}
-    r = client.post(VERIFY, headers=gate.headers, json={"transaction": tampered})
+    r = client.post(VERIFY, headers=gate.headers, json=tampered)
     assert r.get_json()["reason"] == "BAD_SIGNATURE"
     # Another card's signature on this card's data.
     foreign = other.sign(gate.site)
     forged = good.to_json() | {"signature": foreign.to_json()["signature"]}
-    r = client.post(VERIFY, headers=gate.headers, json={"transaction": forged})
+    r = client.post(VERIFY, headers=gate.headers, json=forged)
     assert r.get_json()["reason"] == "BAD_SIGNATURE"
     # Replay of an accepted transaction.
     assert verify(client, gate, good).status_code == 200
