@@ -84,6 +84,11 @@ def _init_oauth(app: Flask, api: object) -> None:
     app.register_blueprint(views.oauth_blp)
     api.register_blueprint(views.admin_blp)  # type: ignore[attr-defined]
     api.register_blueprint(views.me_blp)  # type: ignore[attr-defined]
+    from citizen_card.oauth import accounts as oauth_accounts
+    from citizen_card.oauth import consents as oauth_consents
+
+    api.register_blueprint(oauth_consents.blp)  # type: ignore[attr-defined]
+    api.register_blueprint(oauth_accounts.blp)  # type: ignore[attr-defined]
     from citizen_card.cards import views as card_views
     from citizen_card.citizens.views import blp as citizens_blp
 
@@ -102,7 +107,13 @@ def _init_oauth(app: Flask, api: object) -> None:
                 "clientCredentials": {
                     "tokenUrl": f"{issuer}/oauth/token",
                     "scopes": {s: s for s in app.config["OAUTH2_SCOPES_SUPPORTED"]},
-                }
+                },
+                "authorizationCode": {
+                    "authorizationUrl": f"{issuer}/oauth/authorize",
+                    "tokenUrl": f"{issuer}/oauth/token",
+                    "refreshUrl": f"{issuer}/oauth/token",
+                    "scopes": {s: s for s in app.config["OAUTH2_SCOPES_SUPPORTED"]},
+                },
             },
         },
     )

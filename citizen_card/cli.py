@@ -151,11 +151,13 @@ def demo_load() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
+    from citizen_card.oauth.cli import accounts_cli
     from citizen_card.oauth.cli import clients_cli
     from citizen_card.oauth.cli import rotate_signing
 
     keys_cli.add_command(rotate_signing)
     app.cli.add_command(clients_cli)
+    app.cli.add_command(accounts_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(demo_cli)

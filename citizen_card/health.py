@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError as AlembicError
 from flask import Blueprint
 from flask import Flask
@@ -46,7 +47,7 @@ def healthz():  # type: ignore[no-untyped-def]
 def _migration_problem(current: set[str]) -> str | None:
     try:
         missing = missing_heads(current_app._get_current_object(), current)  # type: ignore[attr-defined]
-    except AlembicError:
+    except (AlembicError, RevisionError):
         return "the database has revisions this code does not know (older code?)"
     if missing:
         return f"pending: run `flask db upgrade heads` ({len(missing)} head(s) behind)"

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FLASK_APP=citizen_card
 export PORT=${PORT:-8000} HOST=${HOST:-127.0.0.1}
+# Tokens name the address they were issued at; follow PORT unless told otherwise.
+export CITIZEN_CARD_OAUTH2_ISSUER=${CITIZEN_CARD_OAUTH2_ISSUER:-http://$HOST:$PORT}
 FLASK=.venv/bin/flask
 
 $FLASK db upgrade heads 2>&1 | grep -v '"logger": "alembic' || true

@@ -653,25 +653,3 @@ def certificate_status(card_number: str) -> dict[str, Any]:
 
 
 on_life_event(cancel_cards_of)
-
-
-def resident_account(citizen_id: int) -> Any:
-    """The citizen's resident account, created (without a password) if they have none."""
-    from citizen_card.oauth.models import Account
-    from citizen_card.pii import blind_index
-
-    account = db.session.scalars(select(Account).where(Account.citizen_id == citizen_id)).first()
-    if account is not None:
-        return account
-    citizen = db.session.get(Citizen, citizen_id)
-    assert citizen is not None
-    account = Account(
-        kind="resident",
-        citizen_id=citizen_id,
-        status="active",
-        created_at=_now(),
-        login_index=blind_index(citizen.national_id, "account.login"),
-    )
-    db.session.add(account)
-    db.session.flush()
-    return account

@@ -30,6 +30,7 @@ from citizen_card.cards.schemas import UnsuspendSchema
 from citizen_card.cards.schemas import VerifiedSchema
 from citizen_card.cards.schemas import VerifySchema
 from citizen_card.extensions import db
+from citizen_card.oauth.accounts import create_resident_account
 from citizen_card.oauth.clients import get_client
 from citizen_card.oauth.protect import current_principal
 from citizen_card.oauth.protect import require_scopes
@@ -243,7 +244,7 @@ class Sessions(MethodView):
             actor=p.actor,
             client_id=p.client_id,
         )
-        account = actions.resident_account(card.citizen_id)
+        account = create_resident_account(card.citizen_id, actor=p.actor)
         client = get_client(p.client_id)
         assert client is not None
         delegable = set(current_app.config["CARD_LOGIN_SCOPES"])

@@ -154,3 +154,116 @@ def rotate_signing() -> None:
     click.echo(
         f"new signing key {key.kid}; previous keys stay in /oauth/jwks until their tokens expire"
     )
+
+
+# -- flask accounts … -------------------------------------------------------------------------
+accounts_cli = AppGroup("accounts", help="Residents' and staff's sign-in accounts.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A new password from stdin (scripts) or typed twice, hidden (people); never an option."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@accounts_cli.command("create-staff")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice(["clerk", "supervisor", "admin"]))
+@click.option("--station", required=True, help="The station (site) the staff member works at.")
+@click.option("--name", "display_name", default=None, help="Name shown on screens.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_staff(
+    username: str, role: str, station: str, display_name: str | None, password_stdin: bool
+) -> None:
+    """Create a staff account (the password is prompted for, or read from stdin)."""
+    from citizen_card.oauth import accounts
+
+    password = _read_password(password_stdin)
+    try:
+        account = accounts.create_staff_account(
+            username,
+            role=role,
+            station=station,
+            password=password,
+            display_name=display_name,
+            actor=OPERATOR,
+        )
+    except DomainError as exc:
+        _fail(exc)
+        return
+    click.echo(f"staff account {account.id}: {username.strip().lower()} ({role} at {station})")
+
+
+def _identify(national_id: str | None, username: str | None) -> str:
+    if bool(national_id) == bool(username):
+        click.echo("error: give exactly one of --national-id or --username", err=True)
+        sys.exit(2)
+    return national_id or username or ""
+
+
+@accounts_cli.command("set-password")
+@click.option("--national-id", default=None, help="A resident's national ID number.")
+@click.option("--username", default=None, help="A staff member's username.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def set_password(national_id: str | None, username: str | None, password_stdin: bool) -> None:
+    """Set a password; also lifts the account's sign-in locks and ends its refresh tokens."""
+    from citizen_card.oauth import accounts
+
+    _identify(national_id, username)
+    password = _read_password(password_stdin)
+    try:
+        if national_id:
+            account = accounts.set_resident_password_by_national_id(
+                national_id, password, actor=OPERATOR
+            )
+        else:
+            account = accounts.set_staff_password(username or "", password, actor=OPERATOR)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    click.echo(f"password set for account {account.id}")
+
+
+def _status(national_id: str | None, username: str | None, status: str, reason: str) -> None:
+    from citizen_card.oauth import accounts
+
+    account = accounts.find_account(_identify(national_id, username))
+    try:
+        if account is None:
+            raise accounts.AccountNotFound("no account has that login name")
+        accounts.set_account_status(account.id, status, actor=OPERATOR, reason=reason)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    click.echo(f"account {account.id} {status}")
+
+
+@accounts_cli.command("disable")
+@click.option("--national-id", default=None)
+@click.option("--username", default=None)
+@click.option("--reason", required=True)
+def disable(national_id: str | None, username: str | None, reason: str) -> None:
+    """Disable an account: no sign-in, its refresh tokens revoked."""
+    _status(national_id, username, "disabled", reason)
+
+
+@accounts_cli.command("enable")
+@click.option("--national-id", default=None)
+@click.option("--username", default=None)
+@click.option("--reason", required=True)
+def enable(national_id: str | None, username: str | None, reason: str) -> None:
+    """Re-enable a disabled account."""
+    _status(national_id, username, "active", reason)
+
+
+@accounts_cli.command("unlock")
+@click.option("--national-id", default=None)
+@click.option("--username", default=None)
+def unlock(national_id: str | None, username: str | None) -> None:
+    """Lift the sign-in locks on a login name (they also expire by themselves)."""
+    from citizen_card.oauth import accounts
+
+    removed = accounts.unlock(_identify(national_id, username), actor=OPERATOR)
+    click.echo(f"removed {removed} sign-in counter(s)")

@@ -48,7 +48,8 @@ ROLE_SCOPES["admin"] = ROLE_SCOPES["supervisor"] | {"admin:clients"}
 # partners or terminals and never enters a resident's token, whatever the client may hold.
 # Service scopes are delegable: a service's scopes describe the resident's own data there.
 RESIDENT_SCOPES: frozenset[str] = frozenset(
-    {"openid", "profile", "phone", "me:consents", "cards:read", "wallet:read"}
+    # cards:suspend: a resident reports their own card lost (the route allows only their own).
+    {"openid", "profile", "phone", "me:consents", "cards:read", "cards:suspend", "wallet:read"}
 )
 # Scopes that say who a person is rather than what they may do; staff may hold them too.
 IDENTITY_SCOPES: frozenset[str] = frozenset({"openid", "profile"})

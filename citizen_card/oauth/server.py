@@ -22,6 +22,8 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from citizen_card.extensions import db
+from citizen_card.oauth import refresh
+from citizen_card.oauth import throttle
 from citizen_card.oauth import tokens
 from citizen_card.oauth.clients import ClientView
 from citizen_card.oauth.clients import get_client
@@ -132,19 +134,30 @@ def _query_access_token(token_string: str) -> _JwtToken | None:
 
 
 class Revocation(RevocationEndpoint):
-    """RFC 7009 for our JWT access tokens: their jti joins the deny list."""
+    """RFC 7009: an access token's jti joins the deny list; a refresh token's family is revoked."""
 
-    CLIENT_AUTH_METHODS = CONFIDENTIAL_METHODS
+    # Public apps (auth method "none") may revoke their own tokens too (RFC 7009 §2.1).
+    CLIENT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         """Find what the string is; unknown strings are silently accepted (RFC 7009 §2.2)."""
-        return _query_access_token(token_string)
+        found = None if token_type_hint == "refresh_token" else _query_access_token(token_string)
+        return found or refresh.find(token_string)
 
-    def revoke_token(self, token: _JwtToken, request: Any) -> None:
-        """Deny the jti until the token would have expired."""
-        tokens.revoke_access_token(token.claims)
+    def revoke_token(self, token: Any, request: Any) -> None:
+        """Deny the jti until the token would have expired, or revoke the refresh family."""
         from citizen_card.audit.actions import Actor
         from citizen_card.audit.actions import record
+
+        if isinstance(token, refresh.RefreshHandle):
+            refresh.revoke_family(
+                token.family_id,
+                reason="revoked by the client",
+                actor=Actor("client", token.client_id),
+            )
+            db.session.commit()
+            return
+        tokens.revoke_access_token(token.claims)
 
         record(
             "oauth.token.revoke",
@@ -193,6 +206,8 @@ def purge_expired() -> int:
     for model in (RevokedToken, UsedAssertion):
         result = db.session.execute(delete(model).where(model.expires_at < now))
         removed += int(getattr(result, "rowcount", 0) or 0)
+    # Spent refresh tokens, old authorization codes, sign-in counters that no longer count.
+    removed += refresh.purge() + throttle.purge()
     db.session.commit()
     return removed
 
@@ -204,6 +219,9 @@ def init_app(app: Flask) -> AuthorizationServer:
     server.register_token_generator("default", generate_token)
     server.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJWT())
     server.register_grant(ScopedClientCredentialsGrant)
+    from citizen_card.oauth import flows  # imports this module: only now, not at import
+
+    flows.register(server)
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     app.extensions["oauth_server"] = server

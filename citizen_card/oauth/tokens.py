@@ -109,6 +109,13 @@ def pairwise_subject(sector: str, account_id: int) -> str:
     return keyring().blind_index(str(account_id), f"oauth.pairwise:{sector}")[:40]
 
 
+def person_subject(organisation: str, account: Any) -> str:
+    """A person's ``sub``: pairwise per organisation for residents, ``staff:<id>`` for staff."""
+    if account.kind == "resident":
+        return pairwise_subject(organisation, account.id)
+    return f"staff:{account.id}"
+
+
 def issue_access_token(
     *,
     client_id: str,
@@ -140,10 +147,8 @@ def issue_access_token(
             claims["cc_site"] = site
     else:
         claims["cc_kind"] = account.kind
-        if account.kind == "resident":
-            claims["sub"] = pairwise_subject(organisation, account.id)
-        else:
-            claims["sub"] = f"staff:{account.id}"
+        claims["sub"] = person_subject(organisation, account)
+        if account.kind != "resident":
             claims["cc_role"] = account.role
             claims["cc_station"] = account.station
         # Our own services need the account; partners must not learn a linkable id, so

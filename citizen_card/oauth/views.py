@@ -14,6 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from citizen_card.oauth import clients
+from citizen_card.oauth import flows
 from citizen_card.oauth.protect import current_principal
 from citizen_card.oauth.protect import require_scopes
 from citizen_card.oauth.schemas import ClientCreateSchema
@@ -27,7 +28,10 @@ from citizen_card.oauth.tokens import audience
 from citizen_card.oauth.tokens import issuer
 from citizen_card.oauth.tokens import signing_keys
 
-oauth_blp = FlaskBlueprint("oauth", __name__)
+oauth_blp = FlaskBlueprint("oauth", __name__, template_folder="templates")
+# The residents' and staff's browser routes and UserInfo (flows.py) share this blueprint so their
+# endpoints read "oauth.authorize", "oauth.userinfo" (which metadata() below looks for).
+flows.add_routes(oauth_blp)
 admin_blp = Blueprint(
     "admin_clients",
     __name__,
@@ -111,6 +115,12 @@ def metadata() -> dict[str, Any]:
             authorization_endpoint=base + "/oauth/authorize",
             response_types_supported=["code"],
             grant_types_supported=["authorization_code", "refresh_token", "client_credentials"],
+            # Public apps (no secret) use the code flow with PKCE.
+            token_endpoint_auth_methods_supported=[
+                "client_secret_basic",
+                "private_key_jwt",
+                "none",
+            ],
             code_challenge_methods_supported=["S256"],
             subject_types_supported=["pairwise"],
             id_token_signing_alg_values_supported=["ES256"],

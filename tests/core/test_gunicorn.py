@@ -34,7 +34,7 @@ def test_gunicorn_serves_with_json_access_log(committed_app, tmp_path):
         "CITIZEN_CARD_INSTANCE_PATH": str(tmp_path),
         "CITIZEN_CARD_SQLALCHEMY_DATABASE_URI": committed_app.config["SQLALCHEMY_DATABASE_URI"],
         "CITIZEN_CARD_PII_KEYRING_FILE": committed_app.config["PII_KEYRING_FILE"],
-        "CITIZEN_CARD_SERVICES": '["tests.plugins.hello_service"]',
+        "CITIZEN_CARD_SERVICES": json.dumps(committed_app.config["SERVICES"]),
     }
     log = (tmp_path / "gunicorn.log").open("w")
     proc = subprocess.Popen(

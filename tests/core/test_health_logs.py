@@ -79,3 +79,12 @@ def test_readyz_503_before_any_migration(tmp_path):
         "database": "ok",
         "migrations": "no schema: run `flask db upgrade heads`",
     }
+
+
+def test_readyz_503_when_database_is_ahead_of_the_code(app, client):
+    with app.app_context():
+        db.session.execute(sa.text("INSERT INTO alembic_version VALUES ('ffffffffffff')"))
+        db.session.commit()
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert "does not know" in r.get_json()["checks"]["migrations"]

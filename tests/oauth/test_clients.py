@@ -24,6 +24,12 @@ PUBLIC = {
     "/.well-known/openid-configuration",
     "/static/<path:filename>",
     "/api/v1/pki/issuer.pem",  # the CA certificate is public by nature
+    # The browser sign-in pages (session cookie + CSRF token, not bearer tokens). UserInfo is
+    # not here: it takes a bearer token through @require_scopes("openid").
+    "/oauth/authorize",
+    "/oauth/login",
+    "/oauth/consent",
+    "/oauth/logout",
 }
 
 
