@@ -132,11 +132,14 @@ class IssuedCard:
 
 
 def run_station_flow(
-    client, station: Terminal, citizen_id: int, *, replacement: bool = False
+    client, station: Terminal, citizen_id: int, *, replacement: bool = False, reader=None
 ) -> IssuedCard:
-    """The whole issuance at a station, with a blank virtual card, through the HTTP API."""
-    reader = VirtualReader(VirtualCard.create())
-    card = CitizenCardClient(reader)
+    """The whole issuance at a station through the HTTP API.
+
+    ``reader`` holds a blank card (a PC/SC reader in the pcsc tests); by default a blank
+    virtual card in an in-process reader.
+    """
+    card = CitizenCardClient(reader or VirtualReader(VirtualCard.create()))
     r = client.post(
         "/api/v1/cards/issuance",
         headers=station.headers,
