@@ -217,12 +217,40 @@ def revoke_access_token(claims: dict[str, Any]) -> None:
     deny_list().add_local(jti, exp)
 
 
+class VerifiedTokens:
+    """Tokens whose signature this worker has already checked, and their claims.
+
+    A client reuses one token for its whole life (10 minutes), so the ECDSA check — the
+    largest cost of a protected call — is done once per token per worker. Only the signature
+    result is cached: issuer, audience, expiry, the deny list and the client's status are
+    checked on every request.
+    """
+
+    def __init__(self, size: int = 20000) -> None:
+        self.size = size
+        self._claims: dict[str, dict[str, Any]] = {}
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token verified before, or None."""
+        return self._claims.get(token)
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        """Remember a verified token (the cache is simply emptied when full)."""
+        if len(self._claims) >= self.size:
+            self._claims.clear()
+        self._claims[token] = claims
+
+
 def decode_access_token(token: str, *, check_expiry: bool = True) -> dict[str, Any]:
     """Verify signature, issuer, audience and lifetime; return the claims."""
-    try:
-        claims = jose.verify(token, signing_keys().verification_keys())
-    except jose.JoseError as exc:
-        raise TokenInvalid(str(exc)) from exc
+    verified: VerifiedTokens = current_app.extensions["oauth_verified_tokens"]
+    claims = verified.get(token)
+    if claims is None:
+        try:
+            claims = jose.verify(token, signing_keys().verification_keys())
+        except jose.JoseError as exc:
+            raise TokenInvalid(str(exc)) from exc
+        verified.put(token, claims)
     if claims.get("iss") != issuer():
         raise TokenInvalid("wrong issuer")
     aud = claims.get("aud")
@@ -283,3 +311,4 @@ def init_app(app: Flask) -> None:
         token_lifetime=int(app.config["OAUTH2_ACCESS_TOKEN_LIFETIME"]),
     )
     app.extensions["oauth_deny_list"] = DenyList(float(app.config["OAUTH2_CACHE_SECONDS"]))
+    app.extensions["oauth_verified_tokens"] = VerifiedTokens()
