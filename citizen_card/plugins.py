@@ -93,12 +93,14 @@ def _load_entry(entry: str) -> object:
 
 
 def _tables_of(models_module: str) -> list[str]:
+    """Tables mapped anywhere in the service's package (models may live in several modules)."""
     from citizen_card.db import Base
 
+    package = models_module.rsplit(".", 1)[0]
     names: list[str] = []
     for mapper in Base.registry.mappers:
-        cls = mapper.class_
-        if cls.__module__ == models_module or cls.__module__.startswith(models_module + "."):
+        module = mapper.class_.__module__
+        if module == package or module.startswith(package + "."):
             names.extend(t.name for t in mapper.tables)
     return names
 

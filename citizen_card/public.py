@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from card_reader.protocol import SignedTransaction
 from citizen_card.audit.actions import Actor
 from citizen_card.audit.actions import record as record_audit
+from citizen_card.cards.actions import CardRefused
+from citizen_card.cards.actions import VerifiedTransaction
+from citizen_card.cards.actions import verify_transaction as verify_card_transaction
+from citizen_card.cards.schemas import SignedTransactionSchema
 from citizen_card.db import Base
 from citizen_card.errors import Conflict
 from citizen_card.errors import DomainError
 from citizen_card.errors import NotFound
 from citizen_card.extensions import db
+from citizen_card.ledger.actions import InsufficientFunds
+from citizen_card.ledger.actions import Leg
+from citizen_card.ledger.actions import balance
+from citizen_card.ledger.actions import get_account
+from citizen_card.ledger.actions import post as post_entry
+from citizen_card.ledger.actions import wallet_of
+from citizen_card.ledger.idempotency import idempotency_key
+from citizen_card.ledger.idempotency import run_once
 from citizen_card.oauth.protect import current_principal
 from citizen_card.oauth.protect import require_scopes
 from citizen_card.oauth.tokens import Principal
@@ -24,6 +37,19 @@ from citizen_card.plugins import ServicePlugin
 
 __all__ = [
     "Actor",
+    "CardRefused",
+    "InsufficientFunds",
+    "Leg",
+    "SignedTransaction",
+    "SignedTransactionSchema",
+    "VerifiedTransaction",
+    "balance",
+    "get_account",
+    "idempotency_key",
+    "post_entry",
+    "run_once",
+    "verify_card_transaction",
+    "wallet_of",
     "Base",
     "Blueprint",
     "Conflict",

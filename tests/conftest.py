@@ -20,7 +20,7 @@ from citizen_card import create_app
 from citizen_card.config import normalize_database_url
 from citizen_card.extensions import db
 
-TEST_SERVICES = ["tests.plugins.hello_service"]
+TEST_SERVICES = ["tests.plugins.hello_service", "services.transit"]
 
 
 def _postgres_url() -> str | None:

@@ -69,6 +69,8 @@ def gate(app, client) -> Terminal:
                 "cards:read",
                 "wallet:read",
                 "cards:suspend",
+                "transit:tap",
+                "transit:read",
             ],
             jwks={"keys": [ECKey.import_key(key.public_key()).as_dict()]},
             actor=Actor.system("test"),

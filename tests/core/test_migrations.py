@@ -48,7 +48,7 @@ def test_one_head_per_branch(app):
         for head in scripts.get_heads():
             for label in _branch_of(scripts, head):
                 heads_by_branch.setdefault(label, []).append(head)
-    assert set(heads_by_branch) == {"core", "hello_service"}
+    assert set(heads_by_branch) == {"core", "hello_service", "transit"}
     assert all(len(heads) == 1 for heads in heads_by_branch.values()), heads_by_branch
 
 

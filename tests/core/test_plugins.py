@@ -27,7 +27,7 @@ PLUGIN_HEAD = "from citizen_card.public import Blueprint, ServicePlugin\n"
 
 def test_test_plugin_is_mounted_with_its_scopes_and_config(app):
     services = enabled_services(app)
-    assert list(services) == ["hello_service"]
+    assert list(services) == ["hello_service", "transit"]
     assert app.config["HELLO_SERVICE_MAX_LENGTH"] == 40
     assert {"hello_service:read", "hello_service:write"} <= set(
         app.config["OAUTH2_SCOPES_SUPPORTED"]

@@ -1,0 +1,235 @@
+"""Routes of the transit service under /api/v1/transit: fares, taps, trips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from citizen_card.public import Blueprint
+from citizen_card.public import CardRefused
+from citizen_card.public import DomainError
+from citizen_card.public import NotFound
+from citizen_card.public import current_principal
+from citizen_card.public import db
+from citizen_card.public import require_scopes
+from services.transit import fares
+from services.transit import taps
+from services.transit.schemas import BatchResultSchema
+from services.transit.schemas import TapBatchSchema
+from services.transit.schemas import TapResultSchema
+from services.transit.schemas import TapSchema
+from services.transit.schemas import TripArgsSchema
+from services.transit.schemas import TripSchema
+
+blp = Blueprint(
+    "transit",
+    __name__,
+    description="Beijing public transport: fares on the imported network (docs/transit-fares.md).",
+)
+
+_STOP_ID = ma.validate.Length(min=1, max=64)
+
+
+# The quote's schemas live here until the service has a schemas.py.
+class FareQuoteArgsSchema(ma.Schema):
+    """Which journey to quote."""
+
+    from_stop = ma.fields.String(
+        required=True,
+        data_key="from",
+        validate=_STOP_ID,
+        metadata={"description": "GTFS stop_id of the origin; a station stands for its platforms"},
+    )
+    to_stop = ma.fields.String(
+        required=True,
+        data_key="to",
+        validate=_STOP_ID,
+        metadata={"description": "GTFS stop_id of the destination"},
+    )
+    at = ma.fields.AwareDateTime(
+        metadata={"description": "When the ride would be charged (default: now); picks the rules"}
+    )
+    concession = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "Bus concession group, e.g. student (assumed valid)"},
+    )
+
+
+class FareBreakdownSchema(ma.Schema):
+    """How the fare is made up; amounts in integer fen."""
+
+    kind = ma.fields.String(metadata={"description": "rail, flat or bus"})
+    distance_m = ma.fields.Integer()
+    base_fen = ma.fields.Integer()
+    discount_rate = ma.fields.Decimal(
+        as_string=True, metadata={"description": "Share of the base fare paid: 0.80 = 八折"}
+    )
+    discount_fen = ma.fields.Integer()
+    surcharge_fen = ma.fields.Integer()
+    penalty_fen = ma.fields.Integer()
+    total_fen = ma.fields.Integer()
+    rule_set = ma.fields.String()
+    counts_toward_month_fen = ma.fields.Integer()
+    route_id = ma.fields.String(allow_none=True)
+    concession = ma.fields.String(allow_none=True)
+
+
+class DiscountProgressSchema(ma.Schema):
+    """The monthly rail discount at the quoted spend."""
+
+    spent_fen = ma.fields.Integer()
+    rate = ma.fields.Decimal(as_string=True)
+    next_threshold_fen = ma.fields.Integer(allow_none=True)
+    next_rate = ma.fields.Decimal(as_string=True, allow_none=True)
+    remaining_fen = ma.fields.Integer(allow_none=True)
+    rule_set = ma.fields.String()
+
+
+class FareQuoteSchema(ma.Schema):
+    """A fare between two stops."""
+
+    from_stop_id = ma.fields.String()
+    from_name = ma.fields.String()
+    to_stop_id = ma.fields.String()
+    to_name = ma.fields.String()
+    kind = ma.fields.String(metadata={"description": "rail, flat (one-fare line) or bus"})
+    route_id = ma.fields.String(allow_none=True)
+    distance_m = ma.fields.Integer()
+    fare_fen = ma.fields.Integer()
+    path = ma.fields.List(ma.fields.String(), metadata={"description": "Stops on the way"})
+    breakdown = ma.fields.Nested(FareBreakdownSchema)
+    discount = ma.fields.Nested(DiscountProgressSchema, allow_none=True)
+
+
+@blp.route("/fares")
+class Fares(MethodView):
+    """Fare quotes."""
+
+    @require_scopes("transit:read")
+    @blp.arguments(FareQuoteArgsSchema, location="query")
+    @blp.response(200, FareQuoteSchema)
+    def get(self, args: dict[str, Any]) -> fares.FareQuote:
+        """Quote the fare between two stops
+
+        Rail fares use the shortest distance over the distance-based lines (changing lines
+        is free, except onto the flat-fare Airport Express); buses the distance along one
+        route. Unknown stops are 404; the same station twice, or stops no single fare
+        joins, 422.
+        """
+        return fares.quote(
+            args["from_stop"],
+            args["to_stop"],
+            at=args.get("at"),
+            concession=args.get("concession"),
+        )
+
+
+class TripsNotFound(NotFound):
+    """No such citizen's trips for this caller."""
+
+    code = "TRIPS_NOT_FOUND"
+    title = "Not found"
+    title_zh = "未找到行程"
+    service = "transit"
+
+
+def _terminal() -> str:
+    p = current_principal()
+    return p.site or p.client_id
+
+
+@blp.route("/taps")
+class Taps(MethodView):
+    """Online gate taps."""
+
+    @require_scopes("transit:tap", kinds=("terminal",))
+    @blp.arguments(TapSchema)
+    @blp.response(200, TapResultSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """A tap at a gate: in checks card and balance, out prices the trip and pays
+
+        Transit decisions (insufficient funds, no tap-in) are `result: refused` with a
+        `reason`; the card's own refusals (suspended, replayed, bad signature…) are 403
+        problems with `reason`. A repeated tap (same card and ATC) gets the first answer.
+        """
+        p = current_principal()
+        outcome = taps.tap(
+            data["transaction"],
+            direction=data["direction"],
+            stop_id=data["stop_id"],
+            actor=p.actor,
+            terminal=_terminal(),
+        )
+        db.session.commit()
+        return {**outcome.body, "replayed": outcome.replayed}
+
+
+@blp.route("/taps:batch")
+class TapBatch(MethodView):
+    """Offline gates' uploads."""
+
+    @require_scopes("transit:tap", kinds=("terminal",))
+    @blp.arguments(TapBatchSchema)
+    @blp.response(200, BatchResultSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Upload up to 1,000 offline taps; each gets its own result (idempotent)"""
+        p = current_principal()
+        items = list(enumerate(data["taps"]))
+        # In time order, so an entry and its exit in one upload meet in the right order.
+        items.sort(key=lambda item: (item[1]["transaction"].timestamp, item[0]))
+        results: dict[int, dict[str, Any]] = {}
+        for index, item in items:
+            try:
+                outcome = taps.tap(
+                    item["transaction"],
+                    direction=item["direction"],
+                    stop_id=item["stop_id"],
+                    actor=p.actor,
+                    terminal=_terminal(),
+                    offline=True,
+                )
+                db.session.commit()
+                results[index] = {**outcome.body, "replayed": outcome.replayed}
+            except CardRefused as refused:
+                results[index] = {
+                    "direction": item["direction"],
+                    "result": "refused",
+                    "reason": refused.reason,
+                    "code": refused.code,
+                }
+            except DomainError as error:
+                db.session.rollback()
+                results[index] = {
+                    "direction": item["direction"],
+                    "result": "error",
+                    "code": error.code,
+                    "detail": error.detail,
+                }
+        ordered = [{"index": i, **results[i]} for i in range(len(items))]
+        count = {
+            k: sum(1 for r in ordered if r["result"] == k)
+            for k in ("accepted", "refused", "pending")
+        }
+        return {"results": ordered, **count}
+
+
+@blp.route("/trips")
+class Trips(MethodView):
+    """Trips and their fares."""
+
+    @require_scopes("transit:read")
+    @blp.arguments(TripArgsSchema, location="query")
+    @blp.response(200, TripSchema(many=True))
+    def get(self, args: dict[str, Any]) -> Any:
+        """Trips, newest first: a resident's own, or a citizen's for stations and staff"""
+        p = current_principal()
+        if p.kind == "resident":
+            citizen_id = p.citizen_id
+        elif p.kind in ("station", "staff") and "citizen_id" in args:
+            citizen_id = args["citizen_id"]
+        else:
+            raise TripsNotFound("residents see their own trips; stations name a citizen_id")
+        assert citizen_id is not None
+        return taps.trips_of(citizen_id, limit=args["limit"])
