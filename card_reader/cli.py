@@ -380,7 +380,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
     if client is None:
         _print_json(transaction.to_json())
         return 0
-    result = client.submit_tap(transaction, args.path)
+    extra = {k: v for k, v in (("direction", args.direction), ("stop_id", args.stop)) if v}
+    result = client.submit_tap(transaction, args.path, extra)
     _print_json({"transaction": transaction.to_json(), "response": result})
     return 0
 
@@ -532,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", metavar="PEM", help="the terminal's EC P-256 private key")
     p.add_argument("--scope", help="OAuth scope to request")
     p.add_argument("--path", default="/api/v1/transit/taps", help="tap endpoint path")
+    p.add_argument("--direction", choices=("in", "out"), help="transit gates: entry or exit")
+    p.add_argument("--stop", help="transit gates: the GTFS stop id of this gate's station")
     _add_backend_options(p)
     p.set_defaults(func=cmd_tap)
 

@@ -256,9 +256,17 @@ class TerminalClient:
             raise ApiProblem(status, problem)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def submit_tap(self, transaction: SignedTransaction, path: str = TAPS_PATH) -> Any:
-        """POST a signed transaction (its JSON form) to the transit API."""
-        return self.request("POST", path, transaction.to_json())
+    def submit_tap(
+        self,
+        transaction: SignedTransaction,
+        path: str = TAPS_PATH,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """POST a signed transaction (its JSON form, plus ``extra`` fields) to the API.
+
+        The transit API wants where and which way the gate is (``direction``, ``stop_id``).
+        """
+        return self.request("POST", path, {**transaction.to_json(), **(extra or {})})
 
     def tap(
         self,

@@ -59,7 +59,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": None,
     # 2 MiB: a batch of 1,000 gate taps is ~0.5 MiB; anything far larger is a mistake.
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
-    "SERVICES": [],
+    # The services this deployment runs (an explicit allow-list; docs/plugins.md).
+    "SERVICES": ["services.transit"],
     "AUDIT_SEAL_INTERVAL_SECONDS": 60,
     "LOG_LEVEL": "INFO",
     "DEFAULT_LANGUAGE": "zh-CN",

@@ -739,6 +739,23 @@ def close_day_command(day: str | None) -> None:
     click.echo(f"service day {service_day}: {charged} penalty fare(s) charged, {due} left due")
 
 
+SAMPLE_FEED = Path(__file__).parent / "data" / "beijing-sample"
+
+
+def load_demo_network() -> None:
+    """Demo data: import the shipped sample feed once (``flask demo load``)."""
+    from citizen_card.public import db
+    from services.transit.fares import active_rules
+    from services.transit.network import TransitNetwork
+
+    if db.session.query(TransitNetwork.id).first() is not None:
+        click.echo("demo transit network: already imported")
+        return
+    report = import_feed(SAMPLE_FEED, rules=active_rules())
+    click.echo(f"demo transit network: sample Beijing feed imported ({report.stops} stops)")
+
+
 def register_cli(app: Flask) -> None:
     """The service's init_app hook: add ``flask transit …`` (no I/O here)."""
     app.cli.add_command(transit_cli)
+    app.extensions.setdefault("citizen_card_demo_loaders", []).append(load_demo_network)

@@ -140,9 +140,11 @@ def test_demo_load_is_idempotent(app):
     assert "demo clients: 3 added" in first.output
     assert "demo cards: 3 issued" in first.output
     assert "demo wallets: 3 topped up" in first.output
+    assert "demo transit network: sample Beijing feed imported" in first.output
     second = runner.invoke(args=["demo", "load"])
     assert second.exit_code == 0, second.output
     assert "demo residents: 0 added, 3 already there" in second.output
     assert "demo clients: 0 added" in second.output
     assert "demo cards: 0 issued" in second.output
     assert "demo wallets: 0 topped up" in second.output
+    assert "demo transit network: already imported" in second.output
