@@ -98,14 +98,11 @@ def main() -> int:
 
     from bench.auth import reset_database
     from card_reader.card import CitizenCardClient
-    from card_reader.protocol import public_key_to_point
     from card_reader.terminal import TerminalClient
     from card_reader.terminal import public_jwks
-    from card_reader.virtual import VirtualCard
-    from card_reader.virtual import VirtualReader
     from citizen_card import create_app
     from citizen_card.audit.actions import Actor
-    from citizen_card.cards import actions as cards
+    from citizen_card.cards.inprocess import issue_virtual_card
     from citizen_card.citizens import actions as citizens
     from citizen_card.citizens.national_id import make_national_id
     from citizen_card.extensions import db
@@ -168,24 +165,7 @@ def main() -> int:
                 },
                 actor=actor,
             )
-            req = cards.request_issuance(citizen.id, actor=actor, station="bench")
-            card = CitizenCardClient(VirtualReader(VirtualCard.create()))
-            card.select()
-            p = cards.personalize(
-                req.id, public_key_to_point(card.generate_key_pair()), actor=actor
-            )
-            card.write_data(
-                card_number=p.card_number,
-                holder_name=p.holder_name,
-                citizen_ref=p.citizen_ref,
-                valid_from=p.valid_from,
-                valid_until=p.valid_until,
-                card_certificate=p.card_certificate,
-                issuer_certificate=p.issuer_certificate,
-            )
-            card.set_pin_puk("123456", "12345678")
-            card.lock()
-            cards.complete_issuance(req.id, actor=actor)
+            card, number = issue_virtual_card(citizen.id, actor=actor, pin="123456", puk="12345678")
             ledger.post(
                 "topup",
                 [
@@ -197,7 +177,7 @@ def main() -> int:
             db.session.commit()
             card.select()
             card.verify_pin("123456")  # stays verified for this session: activation on tap-in
-            cards_.append((card, p.card_number))
+            cards_.append((card, number))
         db.session.remove()
 
     def sign(card: CitizenCardClient, direction: str, stop: str, at: int) -> dict:

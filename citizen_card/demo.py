@@ -158,11 +158,8 @@ def load_clients() -> None:
 
 def load_cards() -> None:
     """A personalized virtual card for each demo resident who holds none (PIN 123456)."""
-    from card_reader.card import CitizenCardClient
-    from card_reader.protocol import public_key_to_point
-    from card_reader.virtual import VirtualCard
-    from card_reader.virtual import VirtualReader
     from citizen_card.cards import actions as cards
+    from citizen_card.cards.inprocess import issue_virtual_card
     from citizen_card.cards.models import HELD_STATES
     from citizen_card.cards.models import Card
 
@@ -183,26 +180,14 @@ def load_cards() -> None:
             continue
         if held:  # the card file was deleted: start again with a replacement
             cards.report_lost(held, actor=DEMO_ACTOR, reason="demo card file missing")
-        request = cards.request_issuance(
-            citizen_id, actor=DEMO_ACTOR, station="demo", replacement=bool(held)
+        issue_virtual_card(
+            citizen_id,
+            actor=DEMO_ACTOR,
+            pin=DEMO_PIN,
+            puk=DEMO_PUK,
+            path=path,
+            replacement=bool(held),
         )
-        virtual = VirtualCard.create(path, overwrite=True)
-        card = CitizenCardClient(VirtualReader(virtual))
-        card.select()
-        point = public_key_to_point(card.generate_key_pair())
-        p = cards.personalize(request.id, point, actor=DEMO_ACTOR)
-        card.write_data(
-            card_number=p.card_number,
-            holder_name=p.holder_name,
-            citizen_ref=p.citizen_ref,
-            valid_from=p.valid_from,
-            valid_until=p.valid_until,
-            card_certificate=p.card_certificate,
-            issuer_certificate=p.issuer_certificate,
-        )
-        card.set_pin_puk(DEMO_PIN, DEMO_PUK)
-        card.lock()
-        cards.complete_issuance(request.id, actor=DEMO_ACTOR)
         added += 1
     click.echo(f"demo cards: {added} issued (files in {folder}, PIN {DEMO_PIN})")
 

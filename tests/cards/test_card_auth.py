@@ -10,11 +10,8 @@ from datetime import date
 
 import pytest
 
-from card_reader.card import CitizenCardClient
-from card_reader.protocol import public_key_to_point
-from card_reader.virtual import VirtualCard
-from card_reader.virtual import VirtualReader
 from citizen_card.audit.actions import Actor
+from citizen_card.cards.inprocess import issue_virtual_card
 from citizen_card.extensions import db
 from tests.cards.conftest import PIN
 from tests.cards.conftest import PUK
@@ -136,24 +133,7 @@ def test_same_transaction_from_20_threads_is_accepted_once(committed_app):
             },
             actor=actor,
         )
-        req = actions.request_issuance(citizen.id, actor=actor, station="s")
-        card = CitizenCardClient(VirtualReader(VirtualCard.create()))
-        card.select()
-        data = actions.personalize(
-            req.id, public_key_to_point(card.generate_key_pair()), actor=actor
-        )
-        card.write_data(
-            card_number=data.card_number,
-            holder_name=data.holder_name,
-            citizen_ref=data.citizen_ref,
-            valid_from=data.valid_from,
-            valid_until=data.valid_until,
-            card_certificate=data.card_certificate,
-            issuer_certificate=data.issuer_certificate,
-        )
-        card.set_pin_puk(PIN, PUK)
-        card.lock()
-        actions.complete_issuance(req.id, actor=actor)
+        card, _number = issue_virtual_card(citizen.id, actor=actor, pin=PIN, puk=PUK)
         db.session.remove()
     card.select()
     card.verify_pin(PIN)

@@ -54,14 +54,12 @@ def test_entry_point_is_loaded(tmp_path, monkeypatch):
         ("service = 42\n", "is a int, not a ServicePlugin"),
         ("x = 1\n", "does not export `service`"),
         (
-            PLUGIN_HEAD
-            + "service = ServicePlugin(name='Bad-Name',"
+            PLUGIN_HEAD + "service = ServicePlugin(name='Bad-Name',"
             " blueprint=Blueprint('Bad-Name', __name__))\n",
             "name must match",
         ),
         (
-            PLUGIN_HEAD
-            + "service = ServicePlugin(name='bad_scope',"
+            PLUGIN_HEAD + "service = ServicePlugin(name='bad_scope',"
             " blueprint=Blueprint('bad_scope', __name__), scopes={'other:read': 'x'})\n",
             "scope 'other:read' must be 'bad_scope:<verb>'",
         ),

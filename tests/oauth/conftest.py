@@ -127,7 +127,11 @@ def make_staff(role: str = "clerk", station: str = "station-7") -> Person:
     """A staff account with a fresh username (app context)."""
     username = f"clerk{random.randrange(10**9)}"
     account = accounts.create_staff_account(
-        username, role=role, station=station, password=PASSWORD, actor=SYSTEM,
+        username,
+        role=role,
+        station=station,
+        password=PASSWORD,
+        actor=SYSTEM,
         display_name="李科员",
     )
     return Person(username, PASSWORD, account.id)

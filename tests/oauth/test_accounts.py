@@ -179,14 +179,23 @@ def _staff_token(role="clerk"):
     """A staff member's access token through a station app (the project's own issuer)."""
     staff = make_staff(role)
     client, _secret = create_client(
-        name="Station 3 app", kind="station", organisation="Station 3",
-        scopes=["accounts:manage", "citizens:read"], grant_types=["authorization_code"],
-        auth_method="none", redirect_uris=["http://127.0.0.1/cb"], site="station-3", actor=SYSTEM,
+        name="Station 3 app",
+        kind="station",
+        organisation="Station 3",
+        scopes=["accounts:manage", "citizens:read"],
+        grant_types=["authorization_code"],
+        auth_method="none",
+        redirect_uris=["http://127.0.0.1/cb"],
+        site="station-3",
+        actor=SYSTEM,
     )
     account = db.session.get(Account, staff.account_id)
     issued = issue_access_token(
-        client_id=client.client_id, client_kind="station", organisation="Station 3",
-        scopes=["accounts:manage"], account=account,
+        client_id=client.client_id,
+        client_kind="station",
+        organisation="Station 3",
+        scopes=["accounts:manage"],
+        account=account,
     )
     return {"Authorization": f"Bearer {issued.token}"}, staff
 
@@ -205,7 +214,8 @@ def test_api_sets_a_residents_password_for_staff(client):
     assert "password" not in body and "set at station 3" not in r.get_data(as_text=True)
     assert accounts.authenticate(person.login, "set at station 3", address=ADDRESS)
     event = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "account.password.set")
+        select(AuditEvent)
+        .where(AuditEvent.action == "account.password.set")
         .order_by(AuditEvent.id.desc())
     ).first()
     assert event.actor_type == "staff" and f"account:{staff.account_id}" in event.actor_id
@@ -213,9 +223,15 @@ def test_api_sets_a_residents_password_for_staff(client):
 
 def test_api_creates_the_account_when_missing(client, bearer):
     citizen = citizen_actions.create_citizen(
-        {"national_id": new_national_id(), "name": "赵六", "district": "110105",
-         "residence_type": "registered", "insurance_scheme": "employee",
-         "employment_status": "employed"}, actor=SYSTEM,
+        {
+            "national_id": new_national_id(),
+            "name": "赵六",
+            "district": "110105",
+            "residence_type": "registered",
+            "insurance_scheme": "employee",
+            "employment_status": "employed",
+        },
+        actor=SYSTEM,
     )
     headers = bearer("accounts:manage", kind="station")
     r = client.post(_url(citizen.id), json={"password": "first one 1"}, headers=headers)
@@ -252,25 +268,56 @@ def _cli(app, *args, input=None):
 
 
 def test_cli_create_staff_and_set_passwords(fast_app):
-    r = _cli(fast_app, "accounts", "create-staff", "--username", "Li.Na", "--role", "admin",
-             "--station", "hq", "--password-stdin", input="strong pass 1\n")
+    r = _cli(
+        fast_app,
+        "accounts",
+        "create-staff",
+        "--username",
+        "Li.Na",
+        "--role",
+        "admin",
+        "--station",
+        "hq",
+        "--password-stdin",
+        input="strong pass 1\n",
+    )
     assert r.exit_code == 0, r.output
     account = accounts.find_account("li.na")
     assert (account.role, account.station) == ("admin", "hq")
     assert "strong pass 1" not in r.output
     # Typed twice when not from stdin.
-    r = _cli(fast_app, "accounts", "set-password", "--username", "li.na",
-             input="newer pass 2\nnewer pass 2\n")
+    r = _cli(
+        fast_app,
+        "accounts",
+        "set-password",
+        "--username",
+        "li.na",
+        input="newer pass 2\nnewer pass 2\n",
+    )
     assert r.exit_code == 0, r.output
     assert accounts.authenticate("li.na", "newer pass 2", address=ADDRESS)
 
     person = make_resident(password=None)
-    r = _cli(fast_app, "accounts", "set-password", "--national-id", person.login,
-             "--password-stdin", input="resident pass 3\n")
+    r = _cli(
+        fast_app,
+        "accounts",
+        "set-password",
+        "--national-id",
+        person.login,
+        "--password-stdin",
+        input="resident pass 3\n",
+    )
     assert r.exit_code == 0, r.output
     assert accounts.authenticate(person.login, "resident pass 3", address=ADDRESS)
-    r = _cli(fast_app, "accounts", "set-password", "--national-id", person.login,
-             "--password-stdin", input="123456\n")
+    r = _cli(
+        fast_app,
+        "accounts",
+        "set-password",
+        "--national-id",
+        person.login,
+        "--password-stdin",
+        input="123456\n",
+    )
     assert r.exit_code == 1 and "at least 8" in r.output
     r = _cli(fast_app, "accounts", "set-password", "--password-stdin", input="x\n")
     assert r.exit_code == 2
@@ -282,8 +329,12 @@ def test_cli_disable_enable_unlock(fast_app):
     assert r.exit_code == 0, r.output
     with pytest.raises(accounts.AccountUnusable):
         accounts.authenticate(person.login, PASSWORD, address=ADDRESS)
-    assert _cli(fast_app, "accounts", "enable", "--national-id", person.login,
-                "--reason", "found").exit_code == 0
+    assert (
+        _cli(
+            fast_app, "accounts", "enable", "--national-id", person.login, "--reason", "found"
+        ).exit_code
+        == 0
+    )
     for _ in range(5):
         with pytest.raises(accounts.LoginFailed):
             accounts.authenticate(person.login, "wrong wrong", address=ADDRESS)

@@ -71,15 +71,21 @@ class App:
     def _session(self):
         method = "none" if self.secret is None else "client_secret_basic"
         return OAuth2Session(
-            self.client_id, self.secret, scope=self.scopes, redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256", token_endpoint_auth_method=method,
+            self.client_id,
+            self.secret,
+            scope=self.scopes,
+            redirect_uri=REDIRECT_URI,
+            code_challenge_method="S256",
+            token_endpoint_auth_method=method,
         )
 
     def authorization_url(self, **extra):
         self.verifier = generate_token(48)
         self.nonce = secrets.token_urlsafe(12)  # a nonce is single-use per client
         url, self.state = self.session.create_authorization_url(
-            f"{self.live.url}/oauth/authorize", code_verifier=self.verifier, nonce=self.nonce,
+            f"{self.live.url}/oauth/authorize",
+            code_verifier=self.verifier,
+            nonce=self.nonce,
             **extra,
         )
         return url
@@ -87,7 +93,8 @@ class App:
     def exchange(self, callback):
         location = callback.headers["Location"]
         return self.session.fetch_token(
-            f"{self.live.url}/oauth/token", authorization_response=location,
+            f"{self.live.url}/oauth/token",
+            authorization_response=location,
             code_verifier=self.verifier,
         )
 
@@ -113,8 +120,9 @@ def verify(live, token, *, audience, typ):
 
 
 def bearer_get(live, path, token, **kwargs):
-    return requests.get(live.url + path, headers={"Authorization": f"Bearer {token}"},
-                        timeout=10, **kwargs)
+    return requests.get(
+        live.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10, **kwargs
+    )
 
 
 # -- the happy path ----------------------------------------------------------------------------
@@ -166,9 +174,11 @@ def test_resident_signs_in_consents_and_the_app_gets_verified_tokens(live):
     assert info.status_code == 200 and info.headers["Cache-Control"] == "no-store"
     assert info.json() == {"sub": access["sub"], "name": "王小明", "phone_number": "+8613912345678"}
     with live.app.app_context():
-        events = set(db.session.scalars(
-            select(AuditEvent.action).where(AuditEvent.citizen_id == person.citizen_id)
-        ))
+        events = set(
+            db.session.scalars(
+                select(AuditEvent.action).where(AuditEvent.citizen_id == person.citizen_id)
+            )
+        )
     assert {"account.login", "oauth.consent.grant", "oauth.authorize", "oauth.userinfo"} <= events
 
 
@@ -225,15 +235,21 @@ def test_consent_is_remembered_then_withdrawn_and_asked_again(live):
     assert {s["scope"] for s in entry["scopes"]} == {"openid", "profile", "me:consents"}
     assert entry["organisation"] == "City App"
 
-    r = requests.delete(f"{live.url}/api/v1/me/consents/{app.client_id}", timeout=10,
-                        headers={"Authorization": f"Bearer {token['access_token']}"})
+    r = requests.delete(
+        f"{live.url}/api/v1/me/consents/{app.client_id}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
     assert r.status_code == 204
     # Withdrawn: the app's refresh tokens are dead and the page is shown again.
     assert app.refresh(token["refresh_token"]).json()["error"] == "invalid_grant"
     page = browser.get(app.authorization_url())
     assert page.status_code == 200 and 'action="/oauth/consent"' in page.text
-    r = requests.delete(f"{live.url}/api/v1/me/consents/{app.client_id}", timeout=10,
-                        headers={"Authorization": f"Bearer {token['access_token']}"})
+    r = requests.delete(
+        f"{live.url}/api/v1/me/consents/{app.client_id}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
     assert r.status_code == 404 and r.headers["Content-Type"] == "application/problem+json"
     assert r.json()["code"] == "CONSENT_NOT_FOUND"
 
@@ -254,15 +270,19 @@ def test_deny_redirects_access_denied(live):
     params = callback_params(callback)
     assert params["error"] == "access_denied" and params["state"] == app.state
     with live.app.app_context():
-        assert db.session.scalar(
-            select(func.count()).select_from(Consent).where(Consent.client_id == app.client_id)
-        ) == 0
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(Consent).where(Consent.client_id == app.client_id)
+            )
+            == 0
+        )
 
 
 def test_consents_api_is_for_resident_tokens_only(live):
     staff = setup(live, make_staff)
-    station = App(live, scopes="openid me:consents citizens:read", kind="station",
-                  organisation="Station 7")
+    station = App(
+        live, scopes="openid me:consents citizens:read", kind="station", organisation="Station 7"
+    )
     token = station.sign_in(Browser(live.url), staff)
     # Staff hold no me:consents (not a role scope): 403 either way.
     r = bearer_get(live, "/api/v1/me/consents", token["access_token"])
@@ -272,10 +292,14 @@ def test_consents_api_is_for_resident_tokens_only(live):
 # -- PKCE and redirect URIs --------------------------------------------------------------------
 def _authorize_params(app, **changes):
     params = {
-        "response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": "s-123",
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "s-123",
         "code_challenge": base64.urlsafe_b64encode(hashlib.sha256(b"v" * 43).digest())
-        .rstrip(b"=").decode(),
+        .rstrip(b"=")
+        .decode(),
         "code_challenge_method": "S256",
     }
     params.update(changes)
@@ -303,8 +327,12 @@ def test_wrong_verifier_is_refused(live):
     app = App(live)
     callback = Browser(live.url).run(app.authorization_url(), person)
     code = callback_params(callback)["code"]
-    r = app.token_request(grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI,
-                          code_verifier=generate_token(48))
+    r = app.token_request(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT_URI,
+        code_verifier=generate_token(48),
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     r = app.token_request(grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI)
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"  # no verifier
@@ -321,8 +349,12 @@ def test_redirect_uri_mismatch_refused_at_authorize_and_at_token(live):
         assert r.headers["Content-Type"].startswith("text/html")
     callback = browser.run(app.authorization_url(), person)
     code = callback_params(callback)["code"]
-    r = app.token_request(grant_type="authorization_code", code=code,
-                          redirect_uri="http://127.0.0.1/other", code_verifier=app.verifier)
+    r = app.token_request(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri="http://127.0.0.1/other",
+        code_verifier=app.verifier,
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
@@ -342,8 +374,12 @@ def test_code_reuse_is_refused_and_revokes_the_family(live):
     callback = Browser(live.url).run(app.authorization_url(), person)
     code = callback_params(callback)["code"]
     token = app.exchange(callback)
-    replay = app.token_request(grant_type="authorization_code", code=code,
-                               redirect_uri=REDIRECT_URI, code_verifier=app.verifier)
+    replay = app.token_request(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT_URI,
+        code_verifier=app.verifier,
+    )
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     # RFC 6749 §4.1.2: what the code gave is revoked too.
     r = app.refresh(token["refresh_token"])
@@ -368,8 +404,12 @@ def test_expired_code_is_refused(live):
         )
         db.session.commit()
     code = callback_params(callback)["code"]
-    r = app.token_request(grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI,
-                          code_verifier=app.verifier)
+    r = app.token_request(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT_URI,
+        code_verifier=app.verifier,
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
@@ -377,8 +417,12 @@ def test_code_is_bound_to_its_client(live):
     person = setup(live, make_resident)
     app, other = App(live), App(live)
     code = callback_params(Browser(live.url).run(app.authorization_url(), person))["code"]
-    r = other.token_request(grant_type="authorization_code", code=code,
-                            redirect_uri=REDIRECT_URI, code_verifier=app.verifier)
+    r = other.token_request(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT_URI,
+        code_verifier=app.verifier,
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
@@ -388,9 +432,17 @@ def test_confidential_client_needs_its_secret_and_pkce(live):
     token = app.sign_in(Browser(live.url), person)
     assert token["access_token"]
     code = callback_params(Browser(live.url).run(app.authorization_url(), person))["code"]
-    r = requests.post(f"{live.url}/oauth/token", timeout=10, data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": app.verifier, "client_id": app.client_id})
+    r = requests.post(
+        f"{live.url}/oauth/token",
+        timeout=10,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": app.verifier,
+            "client_id": app.client_id,
+        },
+    )
     assert r.status_code in (400, 401) and r.json()["error"] == "invalid_client"
 
 
@@ -418,11 +470,15 @@ def test_refresh_may_narrow_but_not_widen_scope(live):
     person = setup(live, make_resident)
     app = App(live)
     token = app.sign_in(Browser(live.url), person)
-    wider = app.token_request(grant_type="refresh_token", refresh_token=token["refresh_token"],
-                              scope="openid profile phone me:consents")
+    wider = app.token_request(
+        grant_type="refresh_token",
+        refresh_token=token["refresh_token"],
+        scope="openid profile phone me:consents",
+    )
     assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
-    narrow = app.token_request(grant_type="refresh_token", refresh_token=token["refresh_token"],
-                               scope="openid")
+    narrow = app.token_request(
+        grant_type="refresh_token", refresh_token=token["refresh_token"], scope="openid"
+    )
     assert narrow.status_code == 200 and narrow.json()["scope"] == "openid"
     # The family keeps its scope: the next refresh may have all of it again.
     full = app.refresh(narrow.json()["refresh_token"]).json()
@@ -464,16 +520,25 @@ def test_refresh_token_revocation_revokes_the_family(live):
     app = App(live)
     first = app.sign_in(Browser(live.url), person)
     second = app.refresh(first["refresh_token"]).json()
-    r = requests.post(f"{live.url}/oauth/revoke", timeout=10, data={
-        "token": first["refresh_token"], "token_type_hint": "refresh_token",
-        "client_id": app.client_id})
+    r = requests.post(
+        f"{live.url}/oauth/revoke",
+        timeout=10,
+        data={
+            "token": first["refresh_token"],
+            "token_type_hint": "refresh_token",
+            "client_id": app.client_id,
+        },
+    )
     assert r.status_code == 200
     assert app.refresh(second["refresh_token"]).json()["error"] == "invalid_grant"
     # Another client cannot revoke it.
     other = App(live)
     third = app.sign_in(Browser(live.url), person)
-    r = requests.post(f"{live.url}/oauth/revoke", timeout=10, data={
-        "token": third["refresh_token"], "client_id": other.client_id})
+    r = requests.post(
+        f"{live.url}/oauth/revoke",
+        timeout=10,
+        data={"token": third["refresh_token"], "client_id": other.client_id},
+    )
     assert r.status_code == 400
     assert app.refresh(third["refresh_token"]).status_code == 200
 
@@ -496,8 +561,14 @@ def test_disabled_account_and_departed_citizen_cannot_refresh(live):
     person = setup(live, make_resident)
     app = App(live)
     token = app.sign_in(Browser(live.url), person)
-    setup(live, accounts.set_account_status, person.account_id, "disabled", actor=SYSTEM,
-          reason="test")
+    setup(
+        live,
+        accounts.set_account_status,
+        person.account_id,
+        "disabled",
+        actor=SYSTEM,
+        reason="test",
+    )
     assert app.refresh(token["refresh_token"]).json()["error"] == "invalid_grant"
     # The access token still verifies for its last minutes, but UserInfo releases nothing.
     r = bearer_get(live, "/oauth/userinfo", token["access_token"])
@@ -505,8 +576,15 @@ def test_disabled_account_and_departed_citizen_cannot_refresh(live):
 
     other = setup(live, make_resident)
     token = app.sign_in(Browser(live.url), other)
-    setup(live, citizen_actions.record_life_event, other.citizen_id, "moved_away",
-          effective_date=date(2025, 1, 1), actor=SYSTEM, reason="moved to Tianjin")
+    setup(
+        live,
+        citizen_actions.record_life_event,
+        other.citizen_id,
+        "moved_away",
+        effective_date=date(2025, 1, 1),
+        actor=SYSTEM,
+        reason="moved to Tianjin",
+    )
     r = app.refresh(token["refresh_token"])
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
@@ -525,8 +603,15 @@ def test_csrf_token_missing_or_wrong_is_400(live):
     # Another browser's token does not work in this one either.
     stranger = Browser(live.url)
     stranger_fields = hidden_fields(stranger.run(app.authorization_url()).text)
-    r = browser.post("/oauth/login", {**fields, "csrf_token": stranger_fields["csrf_token"],
-                                      "login": person.login, "password": PASSWORD})
+    r = browser.post(
+        "/oauth/login",
+        {
+            **fields,
+            "csrf_token": stranger_fields["csrf_token"],
+            "login": person.login,
+            "password": PASSWORD,
+        },
+    )
     assert r.status_code == 400
     consent_page = browser.get(browser.login(login_page, person).headers["Location"])
     data = {k: v for k, v in hidden_fields(consent_page.text).items() if k != "csrf_token"}
@@ -540,8 +625,15 @@ def test_login_next_cannot_redirect_elsewhere(live):
     page = browser.get("/oauth/login", params={"next": "https://evil.example/"})
     fields = hidden_fields(page.text)
     assert "next" not in fields
-    r = browser.post("/oauth/login", {**fields, "next": "//evil.example/oauth/authorize",
-                                      "login": person.login, "password": PASSWORD})
+    r = browser.post(
+        "/oauth/login",
+        {
+            **fields,
+            "next": "//evil.example/oauth/authorize",
+            "login": person.login,
+            "password": PASSWORD,
+        },
+    )
     assert r.status_code == 302 and r.headers["Location"] == "/oauth/logout"
 
 
@@ -567,8 +659,15 @@ def test_logout_ends_the_session(live):
     app.sign_in(browser, person)
     page = browser.get("/oauth/logout")
     assert "王**" in page.text
-    r = browser.post("/oauth/logout", {**hidden_fields(page.text), "client_id": app.client_id,
-                                       "post_logout_redirect_uri": REDIRECT_URI, "state": "bye"})
+    r = browser.post(
+        "/oauth/logout",
+        {
+            **hidden_fields(page.text),
+            "client_id": app.client_id,
+            "post_logout_redirect_uri": REDIRECT_URI,
+            "state": "bye",
+        },
+    )
     assert r.status_code == 302 and r.headers["Location"] == REDIRECT_URI + "?state=bye"
     r = browser.get(app.authorization_url())
     assert r.headers["Location"].startswith("/oauth/login")
@@ -602,8 +701,10 @@ def test_pairwise_subjects_differ_across_organisations_and_match_within(live):
         assert subs[0] == pairwise_subject("Hospital A", person.account_id)
     # Stable: the same again later.
     again = hospital_a.sign_in(browser, person)
-    assert verify(live, again["access_token"], audience=f"{live.url}/api",
-                  typ="at+jwt")["sub"] == subs[0]
+    assert (
+        verify(live, again["access_token"], audience=f"{live.url}/api", typ="at+jwt")["sub"]
+        == subs[0]
+    )
 
 
 def test_resident_tokens_never_carry_staff_or_partner_privileges(live):
@@ -618,8 +719,12 @@ def test_resident_tokens_never_carry_staff_or_partner_privileges(live):
 
 def test_staff_token_carries_role_station_and_role_limited_scopes(live):
     staff = setup(live, make_staff, "clerk", "station-12")
-    station = App(live, scopes="openid citizens:read cards:issue audit:read admin:clients",
-                  kind="station", organisation="Chaoyang Station 12")
+    station = App(
+        live,
+        scopes="openid citizens:read cards:issue audit:read admin:clients",
+        kind="station",
+        organisation="Chaoyang Station 12",
+    )
     asked = "openid citizens:read audit:read admin:clients"
     browser = Browser(live.url)
     callback = browser.run(station.authorization_url(scope=asked), staff)

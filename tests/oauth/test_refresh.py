@@ -31,7 +31,9 @@ def person(fast_app, app_ctx):
 
 def issue(person, client_id="part-1", family=None, scope="openid profile"):
     token, _lifetime = refresh.issue(
-        client_id=client_id, account_id=person.account_id, scope=scope,
+        client_id=client_id,
+        account_id=person.account_id,
+        scope=scope,
         family_id=family or refresh.new_family(),
     )
     db.session.commit()
@@ -59,8 +61,10 @@ def test_a_token_is_spent_once_and_a_second_use_revokes_its_family(person):
     family = refresh.new_family()
     first = issue(person, family=family)
     handle = refresh.claim(first)
-    assert handle is not None and handle.family_id == family and handle.get_scope() == (
-        "openid profile"
+    assert (
+        handle is not None
+        and handle.family_id == family
+        and handle.get_scope() == ("openid profile")
     )
     successor = issue(person, family=family)
     db.session.commit()
@@ -116,12 +120,19 @@ def test_find_sees_tokens_in_any_state(person):
 def test_purge_removes_expired_tokens_and_old_codes(person):
     issue(person)
     issue(person)
-    db.session.add(AuthorizationCode(
-        code_hash="0" * 64, client_id="part-1", account_id=person.account_id,
-        redirect_uri="http://127.0.0.1/cb", scope="openid", code_challenge="c" * 43,
-        code_challenge_method="S256", auth_time=0,
-        expires_at=datetime.now(UTC) - timedelta(days=31),
-    ))
+    db.session.add(
+        AuthorizationCode(
+            code_hash="0" * 64,
+            client_id="part-1",
+            account_id=person.account_id,
+            redirect_uri="http://127.0.0.1/cb",
+            scope="openid",
+            code_challenge="c" * 43,
+            code_challenge_method="S256",
+            auth_time=0,
+            expires_at=datetime.now(UTC) - timedelta(days=31),
+        )
+    )
     db.session.execute(
         update(RefreshToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     )

@@ -87,8 +87,8 @@ def test_pair_locks_after_five_failures_but_not_the_owner_elsewhere(ctx):
     assert attempt(person.login, PASSWORD, ATTACKER) == "locked"
     # The resident at home is not locked out by someone else's guessing.
     assert attempt(person.login, PASSWORD, HOME) == "ok"
-    assert timedelta(seconds=50) < lock_span(keys(person.login, ATTACKER).pair) <= timedelta(
-        minutes=1
+    assert (
+        timedelta(seconds=50) < lock_span(keys(person.login, ATTACKER).pair) <= timedelta(minutes=1)
     )
 
 
@@ -227,6 +227,7 @@ def test_login_page_answers_alike_for_unknown_and_wrong_and_says_when_locked(fas
     assert locked.headers["Cache-Control"] == "no-store"
     english = Browser(live.url, language="en")
     page = english.get("/oauth/login")
-    r = english.post("/oauth/login", {**hidden_fields(page.text), "login": person.login,
-                                      "password": PASSWORD})
+    r = english.post(
+        "/oauth/login", {**hidden_fields(page.text), "login": person.login, "password": PASSWORD}
+    )
     assert r.status_code == 429 and "Try again in 1 minute(s)" in _alert(r)

@@ -14,14 +14,10 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from card_reader.card import CitizenCardClient
-from card_reader.protocol import public_key_to_point
 from card_reader.terminal import TerminalClient
 from card_reader.terminal import public_jwks
-from card_reader.virtual import VirtualCard
-from card_reader.virtual import VirtualReader
 from citizen_card.audit.actions import Actor
-from citizen_card.cards import actions as cards
+from citizen_card.cards.inprocess import issue_virtual_card
 from citizen_card.citizens import actions as citizens
 from citizen_card.citizens.national_id import make_national_id
 from citizen_card.extensions import db
@@ -53,7 +49,6 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
     app.config["OAUTH2_ISSUER"] = f"http://127.0.0.1:{port}"
     terminal_key = ec.generate_private_key(ec.SECP256R1())
 
-    card = CitizenCardClient(VirtualReader(VirtualCard.create()))
     with app.app_context():
         import_feed(sample_zip, rules=load_rules(DEFAULT_RULES_FILE))
         citizen = citizens.create_citizen(
@@ -67,21 +62,9 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
             },
             actor=SYSTEM,
         )
-        req = cards.request_issuance(citizen.id, actor=SYSTEM, station="s")
-        card.select()
-        p = cards.personalize(req.id, public_key_to_point(card.generate_key_pair()), actor=SYSTEM)
-        card.write_data(
-            card_number=p.card_number,
-            holder_name=p.holder_name,
-            citizen_ref=p.citizen_ref,
-            valid_from=p.valid_from,
-            valid_until=p.valid_until,
-            card_certificate=p.card_certificate,
-            issuer_certificate=p.issuer_certificate,
+        card, card_number = issue_virtual_card(
+            citizen.id, actor=SYSTEM, pin="111111", puk="22222222"
         )
-        card.set_pin_puk("111111", "22222222")
-        card.lock()
-        cards.complete_issuance(req.id, actor=SYSTEM)
         gate, _ = create_client(
             name="race gate",
             kind="terminal",
@@ -103,7 +86,7 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
             db.session.add(
                 TransitTrip(
                     citizen_id=citizen.id,
-                    card_number=p.card_number,
+                    card_number=card_number,
                     status="open",
                     entry_stop="L1-TIANANMENXI",
                     entry_at=now - timedelta(minutes=60 - i),
@@ -112,7 +95,7 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
                 )
             )
         db.session.commit()
-        citizen_id, card_number = citizen.id, p.card_number
+        citizen_id = citizen.id
         db.session.remove()
     card.select()
     card.verify_pin("111111")
