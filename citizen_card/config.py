@@ -44,7 +44,13 @@ DEFAULTS: dict[str, Any] = {
     "CARD_CHALLENGE_SECONDS": 60,
     "CARD_LOGIN_TOKEN_LIFETIME": 300,
     # What a terminal may do for a resident after card + PIN (also limited by its own scopes).
-    "CARD_LOGIN_SCOPES": ["wallet:read", "cards:read", "cards:suspend", "me:consents"],
+    "CARD_LOGIN_SCOPES": [
+        "wallet:read",
+        "cards:read",
+        "cards:suspend",
+        "me:consents",
+        "transit:read",
+    ],
     # Residents' and staff's sign-in (docs/auth.md, "Residents and staff").
     "OAUTH2_AUTHORIZATION_CODE_LIFETIME": 60,
     "OAUTH2_ID_TOKEN_LIFETIME": 600,

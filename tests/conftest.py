@@ -131,6 +131,12 @@ def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
         factory.kw["join_transaction_mode"] = "create_savepoint"
         try:
             yield
+            if not request.node.get_closest_marker("books_tampered"):
+                # Whatever a test did with money, the books must still balance.
+                from citizen_card.ledger.actions import verify
+
+                db.session.remove()
+                assert verify() == [], "ledger verify failed after this test"
         finally:
             db.session.remove()
             factory.kw.pop("join_transaction_mode", None)

@@ -456,3 +456,17 @@ def month_spent(card_number: str, at: datetime) -> int:
     """The card's rail spend this Beijing month (for quotes and the discount progress)."""
     row = db.session.get(TransitMonthSpend, (card_number, _month(at)))
     return row.spent_fen if row else 0
+
+
+def cards_of(citizen_id: int) -> list[str]:
+    """The cards a citizen has ridden with, most recent first."""
+    rows = db.session.execute(
+        select(TransitTrip.card_number, TransitTrip.id)
+        .where(TransitTrip.citizen_id == citizen_id)
+        .order_by(TransitTrip.id.desc())
+    )
+    seen: list[str] = []
+    for number, _id in rows:
+        if number not in seen:
+            seen.append(number)
+    return seen

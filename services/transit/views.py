@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
@@ -54,6 +56,13 @@ class FareQuoteArgsSchema(ma.Schema):
     concession = ma.fields.String(
         validate=ma.validate.Length(min=1, max=32),
         metadata={"description": "Bus concession group, e.g. student (assumed valid)"},
+    )
+    card = ma.fields.String(
+        validate=ma.validate.Regexp(r"^[0-9]{19}$"),
+        metadata={
+            "description": "Quote with this card's monthly discount (residents: their "
+            "own card; a resident's token without it uses the card they ride with)"
+        },
     )
 
 
@@ -118,10 +127,14 @@ class Fares(MethodView):
         route. Unknown stops are 404; the same station twice, or stops no single fare
         joins, 422.
         """
+        when = args.get("at") or datetime.now(UTC)
+        card = _card_for_quote(args.get("card"))
+        spent = taps.month_spent(card, when) if card else 0
         return fares.quote(
             args["from_stop"],
             args["to_stop"],
-            at=args.get("at"),
+            at=when,
+            month_spent_fen=spent,
             concession=args.get("concession"),
         )
 
@@ -233,3 +246,38 @@ class Trips(MethodView):
             raise TripsNotFound("residents see their own trips; stations name a citizen_id")
         assert citizen_id is not None
         return taps.trips_of(citizen_id, limit=args["limit"])
+
+
+class CardNotYours(NotFound):
+    """A resident asked about a card that is not theirs (or one never used on transit)."""
+
+    code = "CARD_NOT_FOUND"
+    title = "Card not found"
+    title_zh = "卡片不存在"
+    service = "transit"
+
+
+class CardQuoteForbidden(DomainError):
+    """Partners may not read a card's spending."""
+
+    status = 403
+    code = "FORBIDDEN"
+    title = "Forbidden"
+    title_zh = "权限不足"
+    service = "transit"
+
+
+def _card_for_quote(card: str | None) -> str | None:
+    """Whose monthly spend the quote may use: a resident's own, or a card at a terminal."""
+    p = current_principal()
+    if p.kind == "resident":
+        assert p.citizen_id is not None
+        own = taps.cards_of(p.citizen_id)
+        if card is None:
+            return own[0] if own else None
+        if card not in own:
+            raise CardNotYours(f"no card {card} among yours")
+        return card
+    if card is not None and p.kind not in ("terminal", "station", "staff"):
+        raise CardQuoteForbidden("a card's monthly spend is for its holder and for terminals")
+    return card

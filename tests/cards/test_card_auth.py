@@ -45,7 +45,12 @@ def test_card_login_gives_a_short_resident_token(client, gate, register_citizen,
     token = r.get_json()
     assert token["expires_in"] == 300
     # Limited to what the terminal may do for a resident.
-    assert set(token["scope"].split()) == {"wallet:read", "cards:read", "cards:suspend"}
+    assert set(token["scope"].split()) == {
+        "wallet:read",
+        "cards:read",
+        "cards:suspend",
+        "transit:read",
+    }
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"})
     assert me.get_json()["kind"] == "resident"
     # The login activated the card.

@@ -118,6 +118,7 @@ def test_post_refuses_unbalanced_and_overdraft(app_ctx, citizen_id):
     assert ledger.balance(wallet) == 0 and ledger.verify() == []
 
 
+@pytest.mark.books_tampered
 def test_verify_finds_a_tampered_balance(app, app_ctx, citizen_id):
     wallet = ledger.wallet_of(citizen_id)
     clearing = ledger.get_account("topup_clearing", "bank", allow_negative=True)

@@ -223,3 +223,59 @@ def test_trips_for_resident_and_station(app, client, gate, station, rider):  # n
         },
     ).get_json()
     assert "wallet:read" in token["scope"]
+
+
+def resident_token(client, gate, card):  # noqa: F811
+    import base64
+
+    challenge = client.post("/api/v1/card-auth/challenges", headers=gate.headers).get_json()
+    card.card.select()
+    card.card.verify_pin("246810")
+    sig = card.card.internal_authenticate(bytes.fromhex(challenge["challenge"]))
+    token = client.post(
+        "/api/v1/card-auth/sessions",
+        headers=gate.headers,
+        json={
+            "card_number": card.number,
+            "challenge": challenge["challenge"],
+            "signature": base64.b64encode(sig).decode(),
+        },
+    ).get_json()
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+def test_quote_with_the_cards_monthly_discount(app, client, gate, bearer, rider):  # noqa: F811
+    tap(client, gate, rider, "in", A)
+    tap(client, gate, rider, "out", B)
+    with app.app_context():
+        from datetime import UTC
+        from datetime import datetime
+
+        from services.transit.taps import _month
+
+        row = db.session.get(TransitMonthSpend, (rider.number, _month(datetime.now(UTC))))
+        row.spent_fen = 15000  # 150 元 this month: half price from now on
+        db.session.commit()
+    q = {"from": FAR_A, "to": FAR_B}
+    plain = client.get("/api/v1/transit/fares", headers=gate.headers, query_string=q).get_json()
+    assert plain["fare_fen"] == 700
+    at_gate = client.get(
+        "/api/v1/transit/fares", headers=gate.headers, query_string={**q, "card": rider.number}
+    ).get_json()
+    assert at_gate["fare_fen"] == 350
+    assert at_gate["discount"]["spent_fen"] == 15000 and at_gate["discount"]["rate"] == "0.50"
+    partner = bearer("transit:read")
+    r = client.get(
+        "/api/v1/transit/fares", headers=partner, query_string={**q, "card": rider.number}
+    )
+    assert r.status_code == 403
+    # A resident's own token: their card's discount without naming it, and no one else's.
+    mine = resident_token(client, gate, rider)
+    assert (
+        client.get("/api/v1/transit/fares", headers=mine, query_string=q).get_json()["fare_fen"]
+        == 350
+    )
+    r = client.get(
+        "/api/v1/transit/fares", headers=mine, query_string={**q, "card": "6210000000000000001"}
+    )
+    assert r.status_code == 404
