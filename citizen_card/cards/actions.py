@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from card_reader.errors import CardResponseError
@@ -539,7 +541,7 @@ def verify_transaction(
     """
     with _refusals_recorded(purpose, actor, f"card:{tx.card_number}"):
         card = _check(tx, terminal=terminal, online=online, require_pin=require_pin)
-        row = _spend(card, tx, actor, online=online)
+        row_id = _spend(card, tx, actor, online=online)
         if card.status == "issued" and tx.pin_verified:
             _activate(card, actor)
         audit(
@@ -554,28 +556,38 @@ def verify_transaction(
                 "online": online,
             },
         )
-        return VerifiedTransaction(card.citizen_id, card.id, card.card_number, tx, row.id)
+        return VerifiedTransaction(card.citizen_id, card.id, card.card_number, tx, row_id)
 
 
-def _spend(card: Card, tx: SignedTransaction, actor: Actor, *, online: bool) -> CardTransaction:
-    """Record (card, ATC) as used; the unique constraint refuses a second use, even racing."""
-    row = CardTransaction(
-        card_id=card.id,
-        atc=tx.atc,
-        client_id=actor.id,
-        terminal_id=tx.terminal_id,
-        amount_fen=tx.amount_fen,
-        signed_at=tx.timestamp,
-        pin_verified=tx.pin_verified,
-        online=online,
-        received_at=_now(),
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-    except IntegrityError:
-        raise CardRefused("REPLAYED") from None
-    return row
+def _spend(card: Card, tx: SignedTransaction, actor: Actor, *, online: bool) -> int:
+    """Record (card, ATC) as used and return its row id; a second use is REPLAYED.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` waits for a racing insert of the same pair to commit
+    and then inserts nothing, so exactly one of two racing copies gets a row — without the
+    SAVEPOINT round trips that catching the unique violation would cost.
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = CardTransaction.__table__
+    row_id = db.session.execute(
+        insert(table)  # type: ignore[arg-type]
+        .values(
+            card_id=card.id,
+            atc=tx.atc,
+            client_id=actor.id,
+            terminal_id=tx.terminal_id,
+            amount_fen=tx.amount_fen,
+            signed_at=tx.timestamp,
+            pin_verified=tx.pin_verified,
+            online=online,
+            received_at=_now(),
+        )
+        .on_conflict_do_nothing(index_elements=["card_id", "atc"])
+        .returning(table.c.id)
+    ).scalar_one_or_none()
+    if row_id is None:
+        raise CardRefused("REPLAYED")
+    return int(row_id)
 
 
 def _activate(card: Card, actor: Actor) -> None:

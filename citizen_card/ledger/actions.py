@@ -2,13 +2,15 @@
 
 Balances move in the same statement that checks them (``UPDATE … SET balance = balance + x
 WHERE … AND balance + x >= 0``), which takes the account row's lock until commit: two debits
-racing on one wallet queue on that row, and the second sees the first's result. Accounts are
-always updated in id order, so two entries touching the same accounts cannot deadlock.
+racing on one wallet queue on that row, and the second sees the first's result. Guarded
+accounts (no overdraft) are updated first, then the others, each group in id order, so two
+entries touching the same accounts cannot deadlock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
@@ -107,30 +109,20 @@ def post(
             raise UnbalancedEntry("amounts are non-zero integers of fen")
     if sum(leg.amount_fen for leg in legs) != 0:
         raise UnbalancedEntry("postings must sum to zero")
-    with db.session.begin_nested():
-        for leg in sorted(legs, key=lambda leg: leg.account.id):
-            table = LedgerAccount.__table__
-            moved = db.session.execute(
-                update(LedgerAccount)
-                .where(
-                    LedgerAccount.id == leg.account.id,
-                    or_(
-                        LedgerAccount.allow_negative,
-                        LedgerAccount.balance_fen + literal(leg.amount_fen) >= 0,
-                    ),
-                )
-                .values(balance_fen=LedgerAccount.balance_fen + leg.amount_fen)
-                .returning(table.c.balance_fen)
-                .execution_options(synchronize_session=False)
-            ).scalar_one_or_none()
-            if moved is None:
-                raise InsufficientFunds(
-                    f"the balance cannot cover {-leg.amount_fen} fen",
-                    needed_fen=-leg.amount_fen,
-                    balance_fen=db.session.scalar(
-                        select(LedgerAccount.balance_fen).where(LedgerAccount.id == leg.account.id)
-                    ),
-                )
+    # Accounts that may refuse (no overdraft) move first, then the city's own accounts, each
+    # group in id order: nothing is written before the only possible refusal, and two entries
+    # always lock shared accounts in the same order (no deadlock).
+    guarded = sorted(
+        (leg for leg in legs if not leg.account.allow_negative), key=lambda leg: leg.account.id
+    )
+    free = sorted(
+        (leg for leg in legs if leg.account.allow_negative), key=lambda leg: leg.account.id
+    )
+    # With one guarded account its refusal comes before any write: no SAVEPOINT round trips.
+    scope = db.session.begin_nested() if len(guarded) > 1 else nullcontext()
+    with scope:
+        for leg in guarded + free:
+            _move(leg)
         entry = JournalEntry(
             kind=kind,
             memo=memo,
@@ -148,6 +140,33 @@ def post(
     for leg in legs:
         db.session.expire(leg.account, ["balance_fen"])
     return entry
+
+
+def _move(leg: Leg) -> int:
+    """Move one account's cached balance, refusing an overdraft; returns the new balance."""
+    table = LedgerAccount.__table__
+    moved = db.session.execute(
+        update(LedgerAccount)
+        .where(
+            LedgerAccount.id == leg.account.id,
+            or_(
+                LedgerAccount.allow_negative,
+                LedgerAccount.balance_fen + literal(leg.amount_fen) >= 0,
+            ),
+        )
+        .values(balance_fen=LedgerAccount.balance_fen + leg.amount_fen)
+        .returning(table.c.balance_fen)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if moved is None:
+        raise InsufficientFunds(
+            f"the balance cannot cover {-leg.amount_fen} fen",
+            needed_fen=-leg.amount_fen,
+            balance_fen=db.session.scalar(
+                select(LedgerAccount.balance_fen).where(LedgerAccount.id == leg.account.id)
+            ),
+        )
+    return int(moved)
 
 
 def balance(account: LedgerAccount) -> int:

@@ -52,6 +52,7 @@ from services.transit.fares import beijing_month
 from services.transit.fares import fare_for_journey
 from services.transit.fares import max_fare_for
 from services.transit.fares import rail_fare
+from services.transit.network import Network
 from services.transit.network import current_network
 
 REVENUE_OWNER = "transit"
@@ -207,7 +208,9 @@ def tap(
     if direction == "in":
         body, trip, outcome = _tap_in(verified.citizen_id, tx, stop_id, at, actor)
     else:
-        body, trip, outcome = _tap_out(verified.citizen_id, tx, stop_id, at, actor, offline)
+        body, trip, outcome = _tap_out(
+            verified.citizen_id, tx, stop_id, at, actor, offline, network
+        )
     db.session.add(
         TransitTap(
             card_number=tx.card_number,
@@ -290,11 +293,16 @@ def _tap_in(
 
 
 def _tap_out(
-    citizen_id: int, tx: SignedTransaction, stop_id: str, at: datetime, actor: Actor, offline: bool
+    citizen_id: int,
+    tx: SignedTransaction,
+    stop_id: str,
+    at: datetime,
+    actor: Actor,
+    offline: bool,
+    network: Network,
 ) -> tuple[dict[str, Any], TransitTrip | None, str]:
     # Lock the card's month row first: a card's tap-outs then run one at a time.
-    month = _month(at)
-    _month_row(tx.card_number, month)
+    month = _month_row(tx.card_number, _month(at))
     trip = db.session.scalars(
         select(TransitTrip)
         .where(
@@ -309,7 +317,7 @@ def _tap_out(
         if offline:
             return _result("out", "pending", reason="NO_TAP_IN"), None, "pending"
         return _result("out", "refused", reason="NO_TAP_IN"), None, "refused"
-    body = _close(trip, stop_id, at, tx.atc, actor)
+    body = _close(trip, stop_id, at, tx.atc, actor, month, network)
     return body, trip, "accepted" if body["result"] == "accepted" else "refused"
 
 
@@ -330,11 +338,19 @@ def _month_row(card_number: str, month: str) -> TransitMonthSpend:
     return row
 
 
-def _close(trip: TransitTrip, stop_id: str, at: datetime, atc: int, actor: Actor) -> dict[str, Any]:
+def _close(
+    trip: TransitTrip,
+    stop_id: str,
+    at: datetime,
+    atc: int,
+    actor: Actor,
+    month: TransitMonthSpend | None = None,
+    network: Network | None = None,
+) -> dict[str, Any]:
     """Price the trip and debit the wallet in this transaction; refuse if it cannot pay."""
-    network = current_network()
+    network = network or current_network()
     rules = active_rules()
-    month = _month_row(trip.card_number, _month(at))
+    month = month or _month_row(trip.card_number, _month(at))
     try:
         journey = network.journey(trip.entry_stop, stop_id)
         fare = fare_for_journey(
@@ -381,11 +397,10 @@ def _close(trip: TransitTrip, stop_id: str, at: datetime, atc: int, actor: Actor
 def _debit(trip: TransitTrip, amount_fen: int, actor: Actor, memo: str) -> int | None:
     if amount_fen == 0:
         return None  # free rides (concessions) move no money
-    wallet = wallet_of(trip.citizen_id)
     revenue = get_account("revenue", REVENUE_OWNER, allow_negative=True)
     entry = post_entry(
         "fare",
-        [Leg(wallet, -amount_fen), Leg(revenue, amount_fen)],
+        [Leg(wallet_of(trip.citizen_id), -amount_fen), Leg(revenue, amount_fen)],
         actor=actor,
         memo=memo,
         reference=f"transit:trip:{trip.id}",
