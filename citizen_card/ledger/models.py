@@ -24,8 +24,10 @@ from citizen_card.db import Base
 class LedgerAccount(Base):
     """An account: a citizen's wallet, an operator's revenue, a partner's top-up clearing…
 
-    ``balance_fen`` is a cache of the sum of the account's postings, updated in the same
-    statement that moves money (and checked by ``flask ledger verify``).
+    For guarded accounts (no overdraft: wallets) ``balance_fen`` is a cache of the sum of the
+    account's postings, moved in the same statement that checks it (and proven equal by
+    ``flask ledger verify``). The city's own accounts keep no cache (always 0): their balance
+    is the sum of their postings, so the busiest accounts are never one contended row.
     """
 
     __tablename__ = "ledger_account"
