@@ -7,9 +7,13 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Sync workers: the app is CPU-light and database-bound; 2 per core plus one, as gunicorn advises.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "sync"
-timeout = 30
+# An offline gate's 1,000-tap upload takes ~20-40 s on a small machine today
+# (docs/performance.md); a shorter timeout would kill it halfway.
+timeout = 60
 # On SIGTERM workers finish in-flight requests (a tap in progress) before exiting.
-graceful_timeout = 30
+graceful_# An offline gate's 1,000-tap upload takes ~20-40 s on a small machine today
+# (docs/performance.md); a shorter timeout would kill it halfway.
+timeout = 60
 keepalive = 5
 # Recycle workers now and then so a slow leak never takes a gate down.
 max_requests = 20000
