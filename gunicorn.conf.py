@@ -11,9 +11,7 @@ worker_class = "sync"
 # (docs/performance.md); a shorter timeout would kill it halfway.
 timeout = 60
 # On SIGTERM workers finish in-flight requests (a tap in progress) before exiting.
-graceful_# An offline gate's 1,000-tap upload takes ~20-40 s on a small machine today
-# (docs/performance.md); a shorter timeout would kill it halfway.
-timeout = 60
+graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak never takes a gate down.
 max_requests = 20000
