@@ -15,6 +15,7 @@ service = ServicePlugin(
     scopes={
         "transit:read": "See fares and your trips",
         "transit:tap": "Gate terminals: submit taps",
+        "transit:manage": "Stations: record residents' bus concessions",
     },
     models="services.transit.models",
     migrations=Path(__file__).parent / "migrations",

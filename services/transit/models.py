@@ -7,11 +7,13 @@ from services.transit.network import TransitNetwork
 from services.transit.network import TransitRoute
 from services.transit.network import TransitStop
 from services.transit.network import TransitTransfer
+from services.transit.taps import TransitConcession
 from services.transit.taps import TransitMonthSpend
 from services.transit.taps import TransitTap
 from services.transit.taps import TransitTrip
 
 __all__ = [
+    "TransitConcession",
     "TransitEdge",
     "TransitMonthSpend",
     "TransitNetwork",

@@ -97,3 +97,14 @@ class TripArgsSchema(ma.Schema):
 
     citizen_id = ma.fields.Integer()
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+
+
+class ConcessionSchema(ma.Schema):
+    """A resident's bus concession group and the last day it applies (Beijing date)."""
+
+    group = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "a group of the fare rules: student, senior, disabled"},
+    )
+    valid_until = ma.fields.Date(required=True)

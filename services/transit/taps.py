@@ -44,6 +44,7 @@ from citizen_card.public import post_entry
 from citizen_card.public import record_audit
 from citizen_card.public import verify_card_transaction
 from citizen_card.public import wallet_of
+from services.transit.fares import Concession
 from services.transit.fares import FareBreakdown
 from services.transit.fares import SameStop
 from services.transit.fares import active_rules
@@ -113,6 +114,21 @@ class TransitTap(Base):
         UniqueConstraint("card_number", "atc"),
         Index("ix_transit_tap_pending", "card_number", "outcome"),
     )
+
+
+class TransitConcession(Base):
+    """A resident's bus concession group (student, senior, disabled) and its last valid day.
+
+    Recorded at a station from documents seen there; the fare rules say what each group pays.
+    """
+
+    __tablename__ = "transit_concession"
+
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizen.id"), primary_key=True)
+    group: Mapped[str] = mapped_column(String(32))
+    valid_until: Mapped[date] = mapped_column(Date)
+    recorded_by: Mapped[str] = mapped_column(String(160))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TransitMonthSpend(Base):
@@ -359,6 +375,7 @@ def _close(
             at=at,
             month_spent_fen=month.spent_fen,
             entered_at=_utc(trip.entry_at),
+            concession=_concession(trip.citizen_id) if journey.kind == "bus" else None,
         )
     except SameStop:
         # In and out at the same station: the minimum fare, as if the shortest ride.
@@ -485,3 +502,36 @@ def cards_of(citizen_id: int) -> list[str]:
         if number not in seen:
             seen.append(number)
     return seen
+
+
+def _concession(citizen_id: int) -> Concession | None:
+    row = db.session.get(TransitConcession, citizen_id)
+    return Concession(row.group, row.valid_until) if row else None
+
+
+def record_concession(
+    citizen_id: int, group: str, valid_until: date, *, actor: Actor
+) -> TransitConcession:
+    """Record (or replace) a resident's concession group; the group must exist in the rules."""
+    from services.transit.fares import UnknownConcession
+
+    rule_set = active_rules().in_force(datetime.now(UTC))
+    if group not in rule_set.bus.concessions:
+        raise UnknownConcession(
+            f"no concession group {group!r} in the fare rules",
+            groups=sorted(rule_set.bus.concessions),
+        )
+    row = db.session.get(TransitConcession, citizen_id)
+    if row is None:
+        row = TransitConcession(citizen_id=citizen_id)
+        db.session.add(row)
+    row.group, row.valid_until = group, valid_until
+    row.recorded_by, row.recorded_at = f"{actor.type}:{actor.id}", datetime.now(UTC)
+    record_audit(
+        "transit.concession",
+        actor=actor,
+        citizen_id=citizen_id,
+        details={"group": group, "valid_until": valid_until.isoformat()},
+    )
+    db.session.commit()
+    return row

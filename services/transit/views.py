@@ -19,6 +19,7 @@ from citizen_card.public import require_scopes
 from services.transit import fares
 from services.transit import taps
 from services.transit.schemas import BatchResultSchema
+from services.transit.schemas import ConcessionSchema
 from services.transit.schemas import TapBatchSchema
 from services.transit.schemas import TapResultSchema
 from services.transit.schemas import TapSchema
@@ -281,3 +282,17 @@ def _card_for_quote(card: str | None) -> str | None:
     if card is not None and p.kind not in ("terminal", "station", "staff"):
         raise CardQuoteForbidden("a card's monthly spend is for its holder and for terminals")
     return card
+
+
+@blp.route("/concessions/<int:citizen_id>")
+class Concessions(MethodView):
+    """Bus concessions, recorded at a station."""
+
+    @require_scopes("transit:manage", kinds=("station", "staff"))
+    @blp.arguments(ConcessionSchema)
+    @blp.response(200, ConcessionSchema)
+    def put(self, data: dict[str, Any], citizen_id: int) -> Any:
+        """Record a resident's concession group (student, senior, disabled) and its expiry"""
+        return taps.record_concession(
+            citizen_id, data["group"], data["valid_until"], actor=current_principal().actor
+        )

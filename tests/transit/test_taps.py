@@ -279,3 +279,52 @@ def test_quote_with_the_cards_monthly_discount(app, client, gate, bearer, rider)
         "/api/v1/transit/fares", headers=mine, query_string={**q, "card": "6210000000000000001"}
     )
     assert r.status_code == 404
+
+
+BUS_A, BUS_B = "B-LAOSHAN", "B-NANLISHILU"  # 10,000 m along bus 1: 2 元 before discounts
+
+
+def test_bus_ride_at_the_card_rate(app, client, gate, rider):  # noqa: F811
+    tap(client, gate, rider, "in", BUS_A)
+    _tx, r = tap(client, gate, rider, "out", BUS_B)
+    body = r.get_json()
+    assert (body["distance_m"], body["base_fen"], body["fare_fen"]) == (10000, 200, 100)
+    assert wallet(app, rider.citizen_id) == 1900
+
+
+@pytest.mark.parametrize(
+    ("group", "days", "fare"),
+    [("student", 30, 50), ("senior", 30, 0), ("student", -1, 100)],
+)
+def test_bus_concessions_recorded_at_a_station(app, client, gate, bearer, rider, group, days, fare):  # noqa: F811
+    from datetime import date
+    from datetime import timedelta
+
+    manager = bearer("transit:manage", kind="station")
+    r = client.put(
+        f"/api/v1/transit/concessions/{rider.citizen_id}",
+        headers=manager,
+        json={"group": group, "valid_until": (date.today() + timedelta(days=days)).isoformat()},
+    )
+    assert r.status_code == 200, r.get_json()
+    tap(client, gate, rider, "in", BUS_A)
+    _tx, r = tap(client, gate, rider, "out", BUS_B)
+    assert r.get_json()["fare_fen"] == fare  # an expired concession falls back to the card rate
+    assert wallet(app, rider.citizen_id) == 2000 - fare
+
+
+def test_unknown_concession_group_refused(client, bearer, rider):  # noqa: F811
+    manager = bearer("transit:manage", kind="station")
+    r = client.put(
+        f"/api/v1/transit/concessions/{rider.citizen_id}",
+        headers=manager,
+        json={"group": "pirate", "valid_until": "2030-01-01"},
+    )
+    assert r.status_code == 422 and r.get_json()["code"] == "UNKNOWN_CONCESSION"
+    partner = bearer("transit:manage")
+    r = client.put(
+        f"/api/v1/transit/concessions/{rider.citizen_id}",
+        headers=partner,
+        json={"group": "student", "valid_until": "2030-01-01"},
+    )
+    assert r.status_code == 403
