@@ -273,6 +273,20 @@ def _tap_in(
         )
     ):
         _charge_penalty(stale, actor, at)  # entered before and never left: the penalty fare
+    wallet: int | None = None
+    if pending is None:
+        # Refuse before writing anything: a refused gate leaves no trip behind.
+        minimum = rail_fare(0, rules=active_rules(), at=at, month_spent_fen=0).total_fen
+        wallet = balance(wallet_of(citizen_id))
+        if wallet < minimum:
+            body = _result(
+                "in",
+                "refused",
+                reason="INSUFFICIENT_FUNDS",
+                balance_fen=wallet,
+                minimum_fen=minimum,
+            )
+            return body, None, "refused"
     trip = TransitTrip(
         citizen_id=citizen_id,
         card_number=tx.card_number,
@@ -284,28 +298,13 @@ def _tap_in(
     )
     db.session.add(trip)
     db.session.flush()
-    if pending is not None:
-        body = _close(trip, pending.stop_id, _utc(pending.tapped_at), pending.atc, actor)
-        pending.outcome = "accepted" if body["result"] == "accepted" else "refused"
-        pending.trip_id = trip.id
-        pending.response = json.dumps(body, ensure_ascii=False)
-        return _result("in", "accepted", trip_id=trip.id, paired_exit=body), trip, "accepted"
-    minimum = rail_fare(0, rules=active_rules(), at=at, month_spent_fen=0).total_fen
-    wallet = balance(wallet_of(citizen_id))
-    if wallet < minimum:
-        db.session.delete(trip)
-        return (
-            _result(
-                "in",
-                "refused",
-                reason="INSUFFICIENT_FUNDS",
-                balance_fen=wallet,
-                minimum_fen=minimum,
-            ),
-            None,
-            "refused",
-        )
-    return _result("in", "accepted", trip_id=trip.id, balance_fen=wallet), trip, "accepted"
+    if pending is None:
+        return _result("in", "accepted", trip_id=trip.id, balance_fen=wallet), trip, "accepted"
+    body = _close(trip, pending.stop_id, _utc(pending.tapped_at), pending.atc, actor)
+    pending.outcome = "accepted" if body["result"] == "accepted" else "refused"
+    pending.trip_id = trip.id
+    pending.response = json.dumps(body, ensure_ascii=False)
+    return _result("in", "accepted", trip_id=trip.id, paired_exit=body), trip, "accepted"
 
 
 def _tap_out(
