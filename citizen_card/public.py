@@ -7,8 +7,18 @@ from flask_smorest import Blueprint
 from card_reader.protocol import SignedTransaction
 from citizen_card.audit.actions import Actor
 from citizen_card.audit.actions import record as record_audit
+from citizen_card.bulk import BulkError
+from citizen_card.bulk import Step
+from citizen_card.bulk import run as run_bulk
+from citizen_card.bulk import sql
+from citizen_card.cards.actions import CARD_HOLDERS_SQL
+from citizen_card.cards.actions import CardRecord
 from citizen_card.cards.actions import CardRefused
 from citizen_card.cards.actions import VerifiedTransaction
+from citizen_card.cards.actions import card_records
+from citizen_card.cards.actions import card_records_step
+from citizen_card.cards.actions import check_card
+from citizen_card.cards.actions import spend_steps
 from citizen_card.cards.actions import verify_transaction as verify_card_transaction
 from citizen_card.cards.schemas import SignedTransactionSchema
 from citizen_card.db import Base
@@ -18,9 +28,16 @@ from citizen_card.errors import NotFound
 from citizen_card.extensions import db
 from citizen_card.ledger.actions import InsufficientFunds
 from citizen_card.ledger.actions import Leg
+from citizen_card.ledger.actions import NewEntry
 from citizen_card.ledger.actions import balance
+from citizen_card.ledger.actions import check_moves
 from citizen_card.ledger.actions import get_account
+from citizen_card.ledger.actions import lock_card_wallets_step
+from citizen_card.ledger.actions import lock_wallets_step
+from citizen_card.ledger.actions import locked_wallets
+from citizen_card.ledger.actions import open_entries
 from citizen_card.ledger.actions import post as post_entry
+from citizen_card.ledger.actions import posting_steps
 from citizen_card.ledger.actions import wallet_of
 from citizen_card.ledger.idempotency import idempotency_key
 from citizen_card.ledger.idempotency import run_once
@@ -36,6 +53,23 @@ from citizen_card.pii import mask_phone
 from citizen_card.plugins import ServicePlugin
 
 __all__ = [
+    "CARD_HOLDERS_SQL",
+    "lock_card_wallets_step",
+    "BulkError",
+    "CardRecord",
+    "NewEntry",
+    "Step",
+    "card_records",
+    "card_records_step",
+    "check_card",
+    "check_moves",
+    "lock_wallets_step",
+    "locked_wallets",
+    "open_entries",
+    "posting_steps",
+    "run_bulk",
+    "spend_steps",
+    "sql",
     "Actor",
     "CardRefused",
     "InsufficientFunds",

@@ -15,11 +15,15 @@ from datetime import UTC
 from datetime import date
 from datetime import datetime
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import current_app
+from sqlalchemy import Boolean
+from sqlalchemy import DateTime
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -33,7 +37,11 @@ from card_reader.protocol import make_card_number
 from card_reader.protocol import public_key_from_point
 from card_reader.protocol import verify_auth_signature
 from citizen_card.audit.actions import Actor
+from citizen_card.audit.actions import audit_row
+from citizen_card.audit.actions import audit_step
 from citizen_card.audit.actions import record as audit
+from citizen_card.bulk import Step
+from citizen_card.bulk import sql
 from citizen_card.cards import pki
 from citizen_card.cards.models import HELD_STATES
 from citizen_card.cards.models import Card
@@ -481,19 +489,68 @@ class VerifiedTransaction:
     transaction_record_id: int
 
 
-def _check(
+@dataclass(frozen=True)
+class CardRecord:
+    """What verifying a transaction needs to know about a card and its holder."""
+
+    id: int
+    card_number: str
+    citizen_id: int
+    status: str
+    public_key: bytes
+    expires_at: datetime
+    citizen_status: str
+
+
+_CARD_RECORDS = sql(
+    "SELECT c.card_number, c.id, c.citizen_id, c.status, c.public_key, c.expires_at,"
+    " z.status AS citizen_status FROM card c JOIN citizen z ON z.id = c.citizen_id"
+    " WHERE c.card_number IN :numbers",
+    lists=["numbers"],
+    columns={"expires_at": DateTime(timezone=True)},
+)
+
+
+# For hot paths that key their own rows by citizen: the holders of the cards in :numbers.
+CARD_HOLDERS_SQL = "SELECT citizen_id FROM card WHERE card_number IN :numbers"
+
+
+def card_records_step(numbers: list[str]) -> Step:
+    """A bulk step reading these cards (see :func:`card_records`)."""
+    return Step(_CARD_RECORDS, {"numbers": sorted(set(numbers))})
+
+
+def card_records(step: Step) -> dict[str, CardRecord]:
+    """The cards a :func:`card_records_step` found, by number (one query for many)."""
+    return {
+        row[0]: CardRecord(row[1], row[0], row[2], row[3], bytes(row[4]), _utc(row[5]), row[6])
+        for row in step.rows
+    }
+
+
+@lru_cache(maxsize=65536)
+def _public_key(point: bytes) -> ec.EllipticCurvePublicKey:
+    # Decoding the point is a third of a verification; a gate sees the same cards all day.
+    return public_key_from_point(point)
+
+
+def check_card(
     tx: SignedTransaction,
+    card: CardRecord | None,
     *,
     terminal: str,
     online: bool,
-    require_pin: bool,
+    require_pin: bool = False,
     allowed: tuple[str, ...] = ("issued", "active"),
-) -> Card:
-    card = db.session.scalars(select(Card).where(Card.card_number == tx.card_number)).first()
+) -> None:
+    """Every check of a card transaction but the spent counter; raises CardRefused.
+
+    Pure: the caller read the card (``card_records``) and records the outcome.
+    """
     if card is None:
         raise CardRefused("UNKNOWN_CARD")
     try:
-        tx.verify(public_key_from_point(card.public_key))
+        tx.verify(_public_key(card.public_key))
     except SignatureError:
         raise CardRefused("BAD_SIGNATURE") from None
     if tx.terminal_id != terminal:
@@ -508,7 +565,7 @@ def _check(
             raise CardRefused("CARD_EXPIRED")
         raise CardRefused("CARD_CANCELLED")
     now = _now()
-    if _utc(card.expires_at) < now:
+    if card.expires_at < now:
         raise CardRefused("CARD_EXPIRED")
     # Offline uploads are verified later, without the clock check.
     skew = int(current_app.config["CARD_TX_MAX_SKEW_SECONDS"])
@@ -518,10 +575,98 @@ def _check(
         )
     if (require_pin or card.status == "issued") and not tx.pin_verified:
         raise CardRefused("PIN_REQUIRED")
-    citizen_status = db.session.scalar(select(Citizen.status).where(Citizen.id == card.citizen_id))
-    if citizen_status != "active":
+    if card.citizen_status != "active":
         raise CardRefused("CITIZEN_INACTIVE")
+
+
+def _check(
+    tx: SignedTransaction,
+    *,
+    terminal: str,
+    online: bool,
+    require_pin: bool,
+    allowed: tuple[str, ...] = ("issued", "active"),
+) -> Card:
+    card = db.session.scalars(select(Card).where(Card.card_number == tx.card_number)).first()
+    record = None
+    if card is not None:
+        citizen_status = db.session.scalar(
+            select(Citizen.status).where(Citizen.id == card.citizen_id)
+        )
+        record = CardRecord(
+            card.id,
+            card.card_number,
+            card.citizen_id,
+            card.status,
+            card.public_key,
+            _utc(card.expires_at),
+            citizen_status or "",
+        )
+    check_card(
+        tx, record, terminal=terminal, online=online, require_pin=require_pin, allowed=allowed
+    )
+    assert card is not None
     return card
+
+
+_SPEND = sql(
+    "INSERT INTO card_transaction (card_id, atc, client_id, terminal_id, amount_fen, signed_at,"
+    " pin_verified, online, received_at) VALUES (:card_id, :atc, :client_id, :terminal_id,"
+    " :amount_fen, :signed_at, :pin_verified, :online, :received_at)",
+    types={
+        "pin_verified": Boolean(),
+        "online": Boolean(),
+        "received_at": DateTime(timezone=True),
+    },
+)
+
+
+def spend_steps(
+    spent: list[tuple[CardRecord, SignedTransaction]],
+    *,
+    actor: Actor,
+    online: bool,
+    purpose: str | list[str],
+) -> list[Step]:
+    """Bulk steps that spend these (card, ATC) pairs and audit each as verify_transaction does.
+
+    For transactions already passed by :func:`check_card` on active cards (activation and
+    refusals take :func:`verify_transaction`). A pair spent before fails the run (unique
+    constraint): the caller rolls back and takes the careful path.
+    """
+    now = _now()
+    purposes = purpose if isinstance(purpose, list) else [purpose] * len(spent)
+    spends = [
+        {
+            "card_id": card.id,
+            "atc": tx.atc,
+            "client_id": actor.id,
+            "terminal_id": tx.terminal_id,
+            "amount_fen": tx.amount_fen,
+            "signed_at": tx.timestamp,
+            "pin_verified": tx.pin_verified,
+            "online": online,
+            "received_at": now,
+        }
+        for card, tx in spent
+    ]
+    events = [
+        audit_row(
+            action,
+            actor=actor,
+            citizen_id=card.citizen_id,
+            subject=f"card:{card.card_number}",
+            details={
+                "atc": tx.atc,
+                "amount_fen": tx.amount_fen,
+                "pin": tx.pin_verified,
+                "online": online,
+            },
+            at=now,
+        )
+        for (card, tx), action in zip(spent, purposes, strict=True)
+    ]
+    return [Step(_SPEND, spends), audit_step(events)]
 
 
 def verify_transaction(

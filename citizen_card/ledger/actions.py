@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 
+from sqlalchemy import DateTime
 from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import or_
@@ -23,6 +24,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from citizen_card.audit.actions import Actor
+from citizen_card.bulk import Step
+from citizen_card.bulk import run
+from citizen_card.bulk import sql
 from citizen_card.errors import Conflict
 from citizen_card.errors import DomainError
 from citizen_card.extensions import db
@@ -167,6 +171,122 @@ def _move(leg: Leg) -> int:
             ),
         )
     return int(moved)
+
+
+# -- hot paths (citizen_card.bulk): many entries, few round trips ---------------------------
+_LOCK_WALLETS = sql(
+    "SELECT owner, id, balance_fen FROM ledger_account WHERE kind = 'wallet'"
+    " AND owner IN :owners ORDER BY id FOR UPDATE",
+    lists=["owners"],
+)
+_CARD_OWNERS = "SELECT 'citizen:' || citizen_id FROM card WHERE card_number IN :numbers"
+_LOCK_CARD_WALLETS = sql(
+    f"SELECT owner, id, balance_fen FROM ledger_account WHERE kind = 'wallet' AND owner IN"
+    f" ({_CARD_OWNERS}) ORDER BY id FOR UPDATE",
+    lists=["numbers"],
+    # As a semi-join PostgreSQL walked every wallet; an array of owners is an index lookup.
+    postgresql="SELECT owner, id, balance_fen FROM ledger_account WHERE kind = 'wallet'"
+    f" AND owner = ANY(ARRAY({_CARD_OWNERS})) ORDER BY id FOR UPDATE",
+)
+_INSERT_ENTRY = sql(
+    "INSERT INTO ledger_entry (kind, memo, reference, actor, created_at)"
+    " VALUES (:kind, :memo, :reference, :actor, :created_at) RETURNING id",
+    types={"created_at": DateTime(timezone=True)},
+)
+_INSERT_POSTING = sql(
+    "INSERT INTO ledger_posting (entry_id, account_id, amount_fen)"
+    " VALUES (:entry_id, :account_id, :amount_fen)"
+)
+_MOVE = sql(
+    "UPDATE ledger_account SET balance_fen = balance_fen + :delta"
+    " WHERE id = :id AND balance_fen + :delta >= 0 RETURNING id"
+)
+
+
+def lock_wallets_step(citizen_ids: Sequence[int]) -> Step:
+    """A bulk step locking these citizens' wallets in id order (see :func:`locked_wallets`).
+
+    Run it before reading anything the wallets' money decides: whoever moves a wallet's money
+    holds its row lock until commit, so the reads after it are current.
+    """
+    return Step(_LOCK_WALLETS, {"owners": sorted({f"citizen:{c}" for c in citizen_ids})})
+
+
+def lock_card_wallets_step(card_numbers: Sequence[str]) -> Step:
+    """:func:`lock_wallets_step` for the holders of these cards (no read of the cards first)."""
+    return Step(_LOCK_CARD_WALLETS, {"numbers": sorted(set(card_numbers))})
+
+
+def locked_wallets(step: Step) -> dict[int, tuple[int, int]]:
+    """citizen id -> (wallet account id, balance in fen), for wallets that exist."""
+    return {int(owner.split(":", 1)[1]): (int(i), int(b)) for owner, i, b in step.rows}
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry for :func:`open_entries`; legs are (account id, signed fen, guarded)."""
+
+    kind: str
+    legs: tuple[tuple[int, int, bool], ...]
+    memo: str | None = None
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.legs) < 2:
+            raise UnbalancedEntry("an entry needs at least two postings")
+        if any(type(a) is not int or a == 0 for _, a, _ in self.legs):
+            raise UnbalancedEntry("amounts are non-zero integers of fen")
+        if sum(a for _, a, _ in self.legs) != 0:
+            raise UnbalancedEntry("postings must sum to zero")
+
+
+def open_entries(entries: Sequence[NewEntry], *, actor: Actor) -> list[int]:
+    """Insert the entries' headers (one round trip); their ids, in order.
+
+    The postings follow in :func:`posting_steps`, in the same transaction.
+    """
+    now = _now()
+    step = Step(
+        _INSERT_ENTRY,
+        [
+            {
+                "kind": e.kind,
+                "memo": e.memo,
+                "reference": e.reference,
+                "actor": f"{actor.type}:{actor.id}",
+                "created_at": now,
+            }
+            for e in entries
+        ],
+    )
+    run(step)
+    return [int(row[0]) for row in step.rows]
+
+
+def posting_steps(entries: Sequence[NewEntry], ids: Sequence[int]) -> tuple[Step, Step]:
+    """The postings of opened entries, and the guarded balances' moves (one per account).
+
+    The caller holds the guarded accounts' locks (:func:`lock_wallets_step`) and has checked
+    the balances; :func:`check_moves` proves no move was refused.
+    """
+    postings = [
+        {"entry_id": entry_id, "account_id": account, "amount_fen": amount}
+        for entry, entry_id in zip(entries, ids, strict=True)
+        for account, amount, _guarded in entry.legs
+    ]
+    deltas: dict[int, int] = {}
+    for entry in entries:
+        for account, amount, guarded in entry.legs:
+            if guarded:
+                deltas[account] = deltas.get(account, 0) + amount
+    moves = [{"id": a, "delta": d} for a, d in sorted(deltas.items()) if d]
+    return Step(_INSERT_POSTING, postings), Step(_MOVE, moves)
+
+
+def check_moves(moves: Step) -> None:
+    """Raise InsufficientFunds if a move of :func:`posting_steps` was refused (roll back)."""
+    if len(moves.rows) != len(moves.params):
+        raise InsufficientFunds("a balance could not cover its debits")
 
 
 def balance(account: LedgerAccount) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -790,8 +791,27 @@ _rules_lock = threading.Lock()
 _rules_cache: dict[tuple[str, int, int], FareRules] = {}
 
 
+_rules_checked: dict[str, tuple[float, FareRules]] = {}
+# How often a process looks at the rules file again (a stat per tap showed in profiles).
+RULES_CHECK_SECONDS = 1.0
+
+
 def rules_from_file(path: str | Path) -> FareRules:
-    """Load a rules file once per process; reloaded when its mtime or size changes."""
+    """Load a rules file once per process; reloaded when its mtime or size changes.
+
+    The file is looked at again at most once a second, so a change takes effect within a
+    second (rules carry effective dates: changes are published ahead of time anyway).
+    """
+    seen = _rules_checked.get(str(path))
+    now = time.monotonic()
+    if seen is not None and now - seen[0] < RULES_CHECK_SECONDS:
+        return seen[1]
+    rules = _rules_from_file(path)
+    _rules_checked[str(path)] = (now, rules)
+    return rules
+
+
+def _rules_from_file(path: str | Path) -> FareRules:
     resolved = Path(path).resolve()
     try:
         stat = resolved.stat()

@@ -42,7 +42,9 @@ from sqlalchemy.orm import mapped_column
 
 from citizen_card.public import Base
 from citizen_card.public import DomainError
+from citizen_card.public import Step
 from citizen_card.public import db
+from citizen_card.public import sql
 
 NETWORK_ROW_ID = 1
 RAIL = "rail"
@@ -443,6 +445,22 @@ def load_network(session: Session) -> Network | None:
 _cache_lock = threading.Lock()
 _cache: dict[str, Network] = {}
 _CACHE_SIZE = 2
+_last: list[Network] = []
+_TOKEN = sql("SELECT token FROM transit_network WHERE id = :id")
+
+
+def network_token_step() -> Step:
+    """A bulk step reading the active network's token (compare with :func:`cached_network`)."""
+    return Step(_TOKEN, {"id": NETWORK_ROW_ID})
+
+
+def cached_network() -> Network | None:
+    """The network this process loaded last, without asking the database whether it is current.
+
+    Hot paths read the token with their other rows (:func:`network_token_step`) and take the
+    careful path if it differs.
+    """
+    return _last[0] if _last else None
 
 
 def current_network() -> Network:
@@ -458,6 +476,7 @@ def current_network() -> Network:
         raise NetworkNotLoaded("import a GTFS feed first: flask transit import-gtfs FEED.zip")
     network = _cache.get(token)
     if network is not None:
+        _last[:] = [network]
         return network
     with _cache_lock:
         network = _cache.get(token)
@@ -470,4 +489,5 @@ def current_network() -> Network:
             while len(_cache) >= _CACHE_SIZE:
                 del _cache[next(iter(_cache))]
             _cache[network.token] = network
+    _last[:] = [network]
     return network

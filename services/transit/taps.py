@@ -40,8 +40,10 @@ from citizen_card.public import SignedTransaction
 from citizen_card.public import balance
 from citizen_card.public import db
 from citizen_card.public import get_account
+from citizen_card.public import lock_wallets_step
 from citizen_card.public import post_entry
 from citizen_card.public import record_audit
+from citizen_card.public import run_bulk
 from citizen_card.public import verify_card_transaction
 from citizen_card.public import wallet_of
 from services.transit.fares import Concession
@@ -221,6 +223,8 @@ def tap(
         tx, actor=actor, terminal=terminal, online=not offline, purpose=f"transit.tap_{direction}"
     )
     at = _at(tx)
+    # The wallet's lock first, as the bulk path takes it: one lock order, no deadlock.
+    run_bulk(lock_wallets_step([verified.citizen_id]))
     if direction == "in":
         body, trip, outcome = _tap_in(verified.citizen_id, tx, stop_id, at, actor)
     else:
@@ -436,8 +440,16 @@ def _apply(trip: TransitTrip, fare: FareBreakdown, *, status: str, entry_id: int
     trip.ledger_entry_id = entry_id
 
 
-def _charge_penalty(trip: TransitTrip, actor: Actor, at: datetime) -> None:
-    """No tap-out: charge the maximum fare from the entry station (or record it as due)."""
+def _charge_penalty(trip: TransitTrip, actor: Actor, at: datetime) -> bool:
+    """No tap-out: charge the maximum fare from the entry station (or record it as due).
+
+    False when a tap-out closed the trip first: its wallet's lock is taken before the trip is
+    read again, so a tap-out and the close of day never both charge one trip.
+    """
+    run_bulk(lock_wallets_step([trip.citizen_id]))
+    db.session.refresh(trip)
+    if trip.status != "open":
+        return False
     fare = max_fare_for(trip.entry_stop, network=current_network(), rules=active_rules(), at=at)
     try:
         entry_id = _debit(trip, fare.total_fen, actor, f"penalty, trip {trip.id}")
@@ -451,6 +463,7 @@ def _charge_penalty(trip: TransitTrip, actor: Actor, at: datetime) -> None:
         subject=f"trip:{trip.id}",
         details={"fare_fen": fare.total_fen, "status": trip.status},
     )
+    return True
 
 
 def close_day(service_day: date, *, actor: Actor) -> tuple[int, int]:
@@ -462,7 +475,8 @@ def close_day(service_day: date, *, actor: Actor) -> tuple[int, int]:
             TransitTrip.status == "open", TransitTrip.service_day <= service_day
         )
     ):
-        _charge_penalty(trip, actor, min(end, datetime.now(UTC)))
+        if not _charge_penalty(trip, actor, min(end, datetime.now(UTC))):
+            continue
         if trip.status == "penalty":
             charged += 1
         else:

@@ -18,6 +18,8 @@ from citizen_card.public import db
 from citizen_card.public import require_scopes
 from services.transit import fares
 from services.transit import taps
+from services.transit.ingest import TapItem
+from services.transit.ingest import ingest
 from services.transit.schemas import BatchResultSchema
 from services.transit.schemas import ConcessionSchema
 from services.transit.schemas import TapBatchSchema
@@ -169,7 +171,9 @@ class Taps(MethodView):
         problems with `reason`. A repeated tap (same card and ATC) gets the first answer.
         """
         p = current_principal()
-        outcome = taps.tap(
+        item = TapItem(0, data["transaction"], data["direction"], data["stop_id"])
+        done, _careful = ingest([item], actor=p.actor, terminal=_terminal(), offline=False)
+        outcome = done.get(0) or taps.tap(
             data["transaction"],
             direction=data["direction"],
             stop_id=data["stop_id"],
@@ -190,33 +194,38 @@ class TapBatch(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Upload up to 1,000 offline taps; each gets its own result (idempotent)"""
         p = current_principal()
-        items = list(enumerate(data["taps"]))
-        # In time order, so an entry and its exit in one upload meet in the right order.
-        items.sort(key=lambda item: (item[1]["transaction"].timestamp, item[0]))
-        results: dict[int, dict[str, Any]] = {}
-        for index, item in items:
+        items = [
+            TapItem(index, tap["transaction"], tap["direction"], tap["stop_id"])
+            for index, tap in enumerate(data["taps"])
+        ]
+        # Most taps are decided together in one transaction; the rest (card refusals,
+        # penalties, exits to pair...) one at a time, in time order, after them.
+        done, careful = ingest(items, actor=p.actor, terminal=_terminal(), offline=True)
+        db.session.commit()
+        results = {i: {**o.body, "replayed": o.replayed} for i, o in done.items()}
+        for item in careful:
             try:
                 outcome = taps.tap(
-                    item["transaction"],
-                    direction=item["direction"],
-                    stop_id=item["stop_id"],
+                    item.tx,
+                    direction=item.direction,
+                    stop_id=item.stop_id,
                     actor=p.actor,
                     terminal=_terminal(),
                     offline=True,
                 )
                 db.session.commit()
-                results[index] = {**outcome.body, "replayed": outcome.replayed}
+                results[item.index] = {**outcome.body, "replayed": outcome.replayed}
             except CardRefused as refused:
-                results[index] = {
-                    "direction": item["direction"],
+                results[item.index] = {
+                    "direction": item.direction,
                     "result": "refused",
                     "reason": refused.reason,
                     "code": refused.code,
                 }
             except DomainError as error:
                 db.session.rollback()
-                results[index] = {
-                    "direction": item["direction"],
+                results[item.index] = {
+                    "direction": item.direction,
                     "result": "error",
                     "code": error.code,
                     "detail": error.detail,

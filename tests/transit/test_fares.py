@@ -6,6 +6,7 @@ Also the rules file's validation, its per-process cache, and the quote endpoint.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC
 from datetime import date
 from datetime import datetime
@@ -493,7 +494,10 @@ def test_bad_rules_files(tmp_path: Path) -> None:
         parse_rules({"format": "other/2", "rule_sets": []})
 
 
-def test_rules_are_cached_until_the_file_changes(tmp_path: Path) -> None:
+def test_rules_are_cached_until_the_file_changes(tmp_path: Path, monkeypatch: Any) -> None:
+    from services.transit import fares
+
+    monkeypatch.setattr(fares, "RULES_CHECK_SECONDS", 0.2)
     path = write_rules(tmp_path, rules_document())
     first = rules_from_file(path)
     assert rules_from_file(path) is first
@@ -502,6 +506,9 @@ def test_rules_are_cached_until_the_file_changes(tmp_path: Path) -> None:
     write_rules(tmp_path, data)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    # Looked at again only once the check interval has passed.
+    assert rules_from_file(path) is first
+    time.sleep(0.25)
     second = rules_from_file(path)
     assert second is not first
     assert rail_fare(1000, rules=second, at=NOW).total_fen == 350

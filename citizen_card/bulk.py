@@ -1,0 +1,206 @@
+"""Hot-path SQL: statements sent together, without the ORM, in the session's transaction.
+
+A gate tap touches about ten rows; through the ORM that is ten units of work and ten round
+trips (docs/performance.md). Here a hot path writes its statements as plain SQL with named
+binds and runs a list of them with :func:`run`:
+
+* on PostgreSQL they go through the session's psycopg connection as one pipeline (sent at
+  once, one wait for all the answers), ``executemany`` for lists of rows;
+* elsewhere (SQLite) each runs through SQLAlchemy, which applies the declared bind types.
+
+Statements are portable SQL: ``IN :name`` takes a list (``= ANY(...)`` on PostgreSQL),
+``RETURNING`` and ``ON CONFLICT`` work on both, and a trailing ``FOR UPDATE`` is dropped on
+SQLite (one writer at a time there). Statements in one run must not depend on each other's
+results in Python: read the results after :func:`run` returns, then build the next run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import TextClause
+from sqlalchemy import bindparam
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
+
+from citizen_card.extensions import db
+
+_BIND = re.compile(r"(?<![:\w]):(\w+)")
+_FOR_UPDATE = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?\s*$", re.IGNORECASE)
+
+
+class BulkError(Exception):
+    """A statement of a run failed; the transaction must be rolled back."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sql:
+    """One statement, written once, rendered for each database on first use."""
+
+    source: str
+    types: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
+    lists: frozenset[str] = frozenset()
+    columns: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
+    postgresql: str | None = None  # the same statement in PostgreSQL's own words
+
+    @cached_property
+    def returns_rows(self) -> bool:
+        """True for a query or a statement with RETURNING."""
+        head = self.source.lstrip().split(None, 1)[0].upper()
+        return head in ("SELECT", "WITH") or " RETURNING " in f" {self.source.upper()} "
+
+    @cached_property
+    def pg(self) -> str:
+        """The psycopg form: %(name)s binds, lists as = ANY(...)."""
+        source = (self.postgresql or self.source).replace("%", "%%")
+        for name in self.lists:
+            source = re.sub(rf"\bIN\s+:{name}\b", f"= ANY(:{name})", source)
+        return _BIND.sub(r"%(\1)s", source)
+
+    @cached_property
+    def pg_values(self) -> tuple[str, str, list[str]] | None:
+        """(head, tail, names) of a plain INSERT … VALUES (…) without RETURNING, so that many
+        rows go as one multi-row statement; None for any other statement."""
+        source = self.postgresql or self.source
+        match = re.fullmatch(r"(INSERT INTO .+? VALUES\s*)\(([^()]*)\)(.*)", source, re.S)
+        if match is None or self.returns_rows:
+            return None
+        names = [_BIND.fullmatch(v.strip()) for v in match.group(2).split(",")]
+        if not all(names):
+            return None
+        head = match.group(1).replace("%", "%%")
+        return head, match.group(3).replace("%", "%%"), [n.group(1) for n in names if n]
+
+    @cached_property
+    def clause(self) -> TextClause:
+        """The SQLAlchemy form (typed binds, expanding lists, no row locks)."""
+        clause = text(_FOR_UPDATE.sub("", self.source))
+        binds = [bindparam(name, type_=kind) for name, kind in self.types.items()]
+        binds += [bindparam(name, expanding=True) for name in self.lists]
+        if binds:
+            clause = clause.bindparams(*binds)
+        if self.columns:
+            return clause.columns(**self.columns)  # type: ignore[return-value]
+        return clause
+
+
+def sql(
+    source: str,
+    *,
+    types: Mapping[str, TypeEngine[Any]] | None = None,
+    lists: Sequence[str] = (),
+    columns: Mapping[str, TypeEngine[Any]] | None = None,
+    postgresql: str | None = None,
+) -> Sql:
+    """Declare a statement: ``types`` of binds and ``columns`` of results that need one
+    (datetimes, booleans: SQLite stores them as text and integers); ``postgresql`` replaces
+    the source there when its planner needs other words for the same query."""
+    return Sql(source, dict(types or {}), frozenset(lists), dict(columns or {}), postgresql)
+
+
+@dataclass
+class Step:
+    """One statement of a run, with one set of parameters or a list (one row each)."""
+
+    query: Sql
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def many(self) -> bool:
+        """True when params is a list of rows."""
+        return not isinstance(self.params, Mapping)
+
+
+def run(*steps: Step) -> None:
+    """Run the steps in order in the session's transaction; fill each step's ``rows``.
+
+    Raises BulkError if any statement fails (the transaction is then unusable until rolled
+    back). Steps with an empty list of rows are skipped.
+    """
+    live = [s for s in steps if not (s.many and not s.params)]
+    if not live:
+        return
+    conn = db.session.connection()
+    if conn.dialect.name == "postgresql":
+        _run_psycopg(conn, live)
+    else:
+        _run_sqlalchemy(conn, live)
+
+
+def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
+    import psycopg
+
+    raw = conn.connection.driver_connection
+    cursors: list[tuple[Step, Any]] = []
+    try:
+        with raw.pipeline():  # type: ignore[union-attr]
+            for step in steps:
+                values = step.query.pg_values
+                if values is not None and not isinstance(step.params, Mapping):
+                    # One statement of many rows: PostgreSQL plans and executes it once.
+                    head, tail, names = values
+                    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+                    for chunk in _chunks(step.params, _MAX_PARAMS // len(names)):
+                        cur = raw.cursor()  # type: ignore[union-attr]
+                        cur.execute(
+                            head + ", ".join([row] * len(chunk)) + tail,
+                            [r[n] for r in chunk for n in names],
+                        )
+                        cursors.append((step, cur))
+                    continue
+                cur = raw.cursor()  # type: ignore[union-attr]
+                if step.many:
+                    cur.executemany(step.query.pg, step.params, returning=step.query.returns_rows)
+                else:
+                    cur.execute(step.query.pg, step.params)
+                cursors.append((step, cur))
+        for step, cur in cursors:
+            if not step.query.returns_rows:
+                continue
+            rows: list[tuple[Any, ...]] = []
+            while True:
+                rows.extend(cur.fetchall())
+                if not cur.nextset():
+                    break
+            step.rows = rows
+    except psycopg.Error as exc:
+        raise BulkError(str(exc)) from exc
+    finally:
+        for _step, cur in cursors:
+            cur.close()
+
+
+# PostgreSQL's limit on one statement's parameters.
+_MAX_PARAMS = 65535
+
+
+def _chunks(rows: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Mapping[str, Any]]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def _run_sqlalchemy(conn: Connection, steps: list[Step]) -> None:
+    try:
+        for step in steps:
+            clause = step.query.clause
+            if not step.many:
+                result = conn.execute(clause, step.params)
+                step.rows = [tuple(r) for r in result] if step.query.returns_rows else []
+            elif step.query.returns_rows:
+                step.rows = [
+                    tuple(r)
+                    for params in step.params
+                    for r in conn.execute(clause, params)  # type: ignore[arg-type]
+                ]
+            else:
+                conn.execute(clause, list(step.params))  # type: ignore[arg-type]
+    except DBAPIError as exc:
+        raise BulkError(str(exc.orig)) from exc
