@@ -7,9 +7,9 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Sync workers: the app is CPU-light and database-bound; 2 per core plus one, as gunicorn advises.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "sync"
-# An offline gate's 1,000-tap upload takes ~20-40 s on a small machine today
-# (docs/performance.md); a shorter timeout would kill it halfway.
-timeout = 60
+# An offline gate's 1,000-tap upload takes about a second; one whose taps all need the careful
+# path (first taps of new cards, pairings) ~20 s at worst (docs/transit-taps.md).
+timeout = 30
 # On SIGTERM workers finish in-flight requests (a tap in progress) before exiting.
 graceful_timeout = 30
 keepalive = 5

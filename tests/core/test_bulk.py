@@ -1,0 +1,67 @@
+"""citizen_card.bulk: hot-path statements in the session's transaction, on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy import select
+
+from citizen_card.audit.actions import Actor
+from citizen_card.audit.actions import audit_row
+from citizen_card.audit.actions import audit_step
+from citizen_card.audit.models import AuditEvent
+from citizen_card.bulk import BulkError
+from citizen_card.bulk import Step
+from citizen_card.bulk import run
+from citizen_card.bulk import sql
+from citizen_card.extensions import db
+
+
+def _count(action: str) -> int:
+    return int(db.session.scalar(select(func.count()).where(AuditEvent.action == action)) or 0)
+
+
+def test_many_rows_are_written_in_the_callers_transaction(app_ctx):
+    # 7,000 rows of 10 values: more than PostgreSQL's 65,535 parameters for one statement.
+    rows = [audit_row("test.bulk", actor=Actor.system("t"), details={"n": i}) for i in range(7000)]
+    run(audit_step(rows))
+    assert _count("test.bulk") == 7000
+    distinct = select(func.count(func.distinct(AuditEvent.details))).where(
+        AuditEvent.action == "test.bulk"
+    )
+    assert db.session.scalar(distinct) == 7000  # every row with its own values
+    db.session.rollback()
+    assert _count("test.bulk") == 0
+
+
+def test_lists_and_returning_rows(app_ctx):
+    run(audit_step([audit_row(f"test.bulk.{i}", actor=Actor.system("t")) for i in range(3)]))
+    query = sql(
+        "SELECT action FROM audit_event WHERE action IN :actions ORDER BY action",
+        lists=["actions"],
+    )
+    found = Step(query, {"actions": ["test.bulk.0", "test.bulk.2", "nothing"]})
+    run(found, Step(query, []))  # an empty list of rows is skipped
+    assert found.rows == [("test.bulk.0",), ("test.bulk.2",)]
+
+
+def test_a_failing_statement_raises_bulk_error(app_ctx):
+    broken = sql("INSERT INTO audit_event (id, action) VALUES (:id, :action)")
+    with pytest.raises(BulkError):
+        run(Step(broken, [{"id": 1, "action": None}, {"id": 1, "action": None}]))
+    db.session.rollback()
+
+
+def test_postgresql_form_of_a_statement():
+    insert = sql("INSERT INTO t (a, b) VALUES (:a, :b) ON CONFLICT (a) DO NOTHING")
+    assert insert.pg == "INSERT INTO t (a, b) VALUES (%(a)s, %(b)s) ON CONFLICT (a) DO NOTHING"
+    assert insert.pg_values == (
+        "INSERT INTO t (a, b) VALUES ",
+        " ON CONFLICT (a) DO NOTHING",
+        ["a", "b"],
+    )
+    returning = sql("INSERT INTO t (a) VALUES (:a) RETURNING id")
+    assert returning.returns_rows and returning.pg_values is None
+    listed = sql("SELECT a FROM t WHERE a IN :xs AND b LIKE '5%' FOR UPDATE", lists=["xs"])
+    assert listed.pg == "SELECT a FROM t WHERE a = ANY(%(xs)s) AND b LIKE '5%%' FOR UPDATE"
+    assert "FOR UPDATE" not in str(listed.clause)
