@@ -80,6 +80,15 @@ class Sql:
         return head, match.group(3).replace("%", "%%"), [n.group(1) for n in names if n]
 
     @cached_property
+    def pg_copy(self) -> str | None:
+        """``COPY table (columns) FROM STDIN`` for a plain INSERT with nothing after VALUES."""
+        values = self.pg_values
+        if values is None or values[1].strip():
+            return None
+        match = re.match(r"INSERT INTO (\w+) (\([^()]*\))", values[0])
+        return f"COPY {match.group(1)} {match.group(2)} FROM STDIN" if match else None
+
+    @cached_property
     def clause(self) -> TextClause:
         """The SQLAlchemy form (typed binds, expanding lists, no row locks)."""
         clause = text(_FOR_UPDATE.sub("", self.source))
@@ -140,9 +149,31 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
     import psycopg
 
     raw = conn.connection.driver_connection
+    try:
+        segment: list[Step] = []
+        for step in steps:
+            copy = step.query.pg_copy
+            if copy is None or isinstance(step.params, Mapping) or len(step.params) < _COPY_ROWS:
+                segment.append(step)
+                continue
+            _pipeline(raw, segment)
+            segment = []
+            # Many plain rows: COPY is PostgreSQL's fastest way in (no statement to parse).
+            with raw.cursor() as cur, cur.copy(copy) as stream:  # type: ignore[union-attr]
+                names = step.query.pg_values[2]  # type: ignore[index]
+                for row in step.params:
+                    stream.write_row([row[n] for n in names])
+        _pipeline(raw, segment)
+    except psycopg.Error as exc:
+        raise BulkError(str(exc)) from exc
+
+
+def _pipeline(raw: Any, steps: list[Step]) -> None:
+    if not steps:
+        return
     cursors: list[tuple[Step, Any]] = []
     try:
-        with raw.pipeline():  # type: ignore[union-attr]
+        with raw.pipeline():
             for step in steps:
                 values = step.query.pg_values
                 if values is not None and not isinstance(step.params, Mapping):
@@ -150,14 +181,14 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
                     head, tail, names = values
                     row = "(" + ", ".join(["%s"] * len(names)) + ")"
                     for chunk in _chunks(step.params, _MAX_PARAMS // len(names)):
-                        cur = raw.cursor()  # type: ignore[union-attr]
+                        cur = raw.cursor()
                         cur.execute(
                             head + ", ".join([row] * len(chunk)) + tail,
                             [r[n] for r in chunk for n in names],
                         )
                         cursors.append((step, cur))
                     continue
-                cur = raw.cursor()  # type: ignore[union-attr]
+                cur = raw.cursor()
                 if step.many:
                     cur.executemany(step.query.pg, step.params, returning=step.query.returns_rows)
                 else:
@@ -172,13 +203,13 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
                 if not cur.nextset():
                     break
             step.rows = rows
-    except psycopg.Error as exc:
-        raise BulkError(str(exc)) from exc
     finally:
         for _step, cur in cursors:
             cur.close()
 
 
+# From this many rows a plain INSERT goes as COPY.
+_COPY_ROWS = 32
 # PostgreSQL's limit on one statement's parameters.
 _MAX_PARAMS = 65535
 
