@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from functools import cache
 from functools import cached_property
 from typing import Any
 
@@ -113,6 +114,33 @@ def sql(
     (datetimes, booleans: SQLite stores them as text and integers); ``postgresql`` replaces
     the source there when its planner needs other words for the same query."""
     return Sql(source, dict(types or {}), frozenset(lists), dict(columns or {}), postgresql)
+
+
+@cache
+def _ids(table: str) -> Sql:
+    return sql(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < :count)"
+        f" SELECT (SELECT COALESCE(MAX(id), 0) FROM {table}) + x FROM n",
+        postgresql=f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
+        " FROM generate_series(1, :count)",
+    )
+
+
+def new_ids_step(table: str, count: int) -> Step:
+    """A step reserving ``count`` ids of ``table`` (read them with :func:`new_ids`).
+
+    With the ids known before anything is inserted, rows that refer to each other go out in
+    one run. PostgreSQL takes them from the table's sequence (unused ones leave a gap, as a
+    rolled-back insert does); SQLite counts on from the highest id, which is safe because its
+    writers hold the database lock from BEGIN (docs/architecture.md). Insert them in the same
+    transaction.
+    """
+    return Step(_ids(table), {"count": max(count, 1)})
+
+
+def new_ids(step: Step) -> list[int]:
+    """The ids a :func:`new_ids_step` reserved."""
+    return [int(row[0]) for row in step.rows]
 
 
 @dataclass

@@ -9,6 +9,8 @@ from citizen_card.audit.actions import Actor
 from citizen_card.audit.actions import record as record_audit
 from citizen_card.bulk import BulkError
 from citizen_card.bulk import Step
+from citizen_card.bulk import new_ids
+from citizen_card.bulk import new_ids_step
 from citizen_card.bulk import run as run_bulk
 from citizen_card.bulk import sql
 from citizen_card.cards.actions import CARD_HOLDERS_SQL
@@ -31,13 +33,13 @@ from citizen_card.ledger.actions import Leg
 from citizen_card.ledger.actions import NewEntry
 from citizen_card.ledger.actions import balance
 from citizen_card.ledger.actions import check_moves
+from citizen_card.ledger.actions import entry_ids_step
+from citizen_card.ledger.actions import entry_steps
 from citizen_card.ledger.actions import get_account
 from citizen_card.ledger.actions import lock_card_wallets_step
 from citizen_card.ledger.actions import lock_wallets_step
 from citizen_card.ledger.actions import locked_wallets
-from citizen_card.ledger.actions import open_entries
 from citizen_card.ledger.actions import post as post_entry
-from citizen_card.ledger.actions import posting_steps
 from citizen_card.ledger.actions import wallet_of
 from citizen_card.ledger.idempotency import idempotency_key
 from citizen_card.ledger.idempotency import run_once
@@ -65,8 +67,10 @@ __all__ = [
     "check_moves",
     "lock_wallets_step",
     "locked_wallets",
-    "open_entries",
-    "posting_steps",
+    "entry_ids_step",
+    "entry_steps",
+    "new_ids",
+    "new_ids_step",
     "run_bulk",
     "spend_steps",
     "sql",

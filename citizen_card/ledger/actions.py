@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from citizen_card.audit.actions import Actor
 from citizen_card.bulk import Step
-from citizen_card.bulk import run
+from citizen_card.bulk import new_ids_step
 from citizen_card.bulk import sql
 from citizen_card.errors import Conflict
 from citizen_card.errors import DomainError
@@ -189,8 +189,8 @@ _LOCK_CARD_WALLETS = sql(
     f" AND owner = ANY(ARRAY({_CARD_OWNERS})) ORDER BY id FOR UPDATE",
 )
 _INSERT_ENTRY = sql(
-    "INSERT INTO ledger_entry (kind, memo, reference, actor, created_at)"
-    " VALUES (:kind, :memo, :reference, :actor, :created_at) RETURNING id",
+    "INSERT INTO ledger_entry (id, kind, memo, reference, actor, created_at)"
+    " VALUES (:id, :kind, :memo, :reference, :actor, :created_at)",
     types={"created_at": DateTime(timezone=True)},
 )
 _INSERT_POSTING = sql(
@@ -240,38 +240,35 @@ class NewEntry:
             raise UnbalancedEntry("postings must sum to zero")
 
 
-def open_entries(entries: Sequence[NewEntry], *, actor: Actor) -> list[int]:
-    """Insert the entries' headers (one round trip); their ids, in order.
-
-    The postings follow in :func:`posting_steps`, in the same transaction.
-    """
-    now = _now()
-    step = Step(
-        _INSERT_ENTRY,
-        [
-            {
-                "kind": e.kind,
-                "memo": e.memo,
-                "reference": e.reference,
-                "actor": f"{actor.type}:{actor.id}",
-                "created_at": now,
-            }
-            for e in entries
-        ],
-    )
-    run(step)
-    return [int(row[0]) for row in step.rows]
+def entry_ids_step(count: int) -> Step:
+    """Reserve ids for up to ``count`` entries of :func:`entry_steps` (with the other reads)."""
+    return new_ids_step("ledger_entry", count)
 
 
-def posting_steps(entries: Sequence[NewEntry], ids: Sequence[int]) -> tuple[Step, Step]:
-    """The postings of opened entries, and the guarded balances' moves (one per account).
+def entry_steps(
+    entries: Sequence[NewEntry], ids: Sequence[int], *, actor: Actor
+) -> tuple[Step, Step, Step]:
+    """Steps writing the entries under reserved ids, their postings, and the guarded balances'
+    moves (one per account), all for one run.
 
     The caller holds the guarded accounts' locks (:func:`lock_wallets_step`) and has checked
     the balances; :func:`check_moves` proves no move was refused.
     """
+    now = _now()
+    heads = [
+        {
+            "id": entry_id,
+            "kind": e.kind,
+            "memo": e.memo,
+            "reference": e.reference,
+            "actor": f"{actor.type}:{actor.id}",
+            "created_at": now,
+        }
+        for e, entry_id in zip(entries, ids, strict=False)
+    ]
     postings = [
         {"entry_id": entry_id, "account_id": account, "amount_fen": amount}
-        for entry, entry_id in zip(entries, ids, strict=True)
+        for entry, entry_id in zip(entries, ids, strict=False)
         for account, amount, _guarded in entry.legs
     ]
     deltas: dict[int, int] = {}
@@ -280,7 +277,7 @@ def posting_steps(entries: Sequence[NewEntry], ids: Sequence[int]) -> tuple[Step
             if guarded:
                 deltas[account] = deltas.get(account, 0) + amount
     moves = [{"id": a, "delta": d} for a, d in sorted(deltas.items()) if d]
-    return Step(_INSERT_POSTING, postings), Step(_MOVE, moves)
+    return Step(_INSERT_ENTRY, heads), Step(_INSERT_POSTING, postings), Step(_MOVE, moves)
 
 
 def check_moves(moves: Step) -> None:

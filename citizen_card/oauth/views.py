@@ -75,9 +75,7 @@ def revoke() -> Response:
 @oauth_blp.post("/oauth/introspect")
 def introspect() -> Response:
     """Token introspection (RFC 7662)."""
-    response: Response = _bad_basic_header() or server().create_endpoint_response(
-        "introspection"
-    )
+    response: Response = _bad_basic_header() or server().create_endpoint_response("introspection")
     return response
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
@@ -48,11 +49,13 @@ from citizen_card.public import card_records_step
 from citizen_card.public import check_card
 from citizen_card.public import check_moves
 from citizen_card.public import db
+from citizen_card.public import entry_ids_step
+from citizen_card.public import entry_steps
 from citizen_card.public import get_account
 from citizen_card.public import lock_card_wallets_step
 from citizen_card.public import locked_wallets
-from citizen_card.public import open_entries
-from citizen_card.public import posting_steps
+from citizen_card.public import new_ids
+from citizen_card.public import new_ids_step
 from citizen_card.public import run_bulk
 from citizen_card.public import spend_steps
 from citizen_card.public import sql
@@ -113,14 +116,14 @@ _REVENUE = sql(
     "SELECT id FROM ledger_account WHERE kind = 'revenue' AND owner = :owner",
 )
 _TRIP_COLUMNS = (
-    "citizen_id, card_number, status, entry_stop, entry_at, entry_atc, exit_stop, exit_at,"
+    "id, citizen_id, card_number, status, entry_stop, entry_at, entry_atc, exit_stop, exit_at,"
     " exit_atc, journey_kind, route_id, distance_m, base_fen, discount_permille, discount_fen,"
-    " surcharge_fen, penalty_fen, fare_fen, service_day"
+    " surcharge_fen, penalty_fen, fare_fen, ledger_entry_id, service_day"
 )
 _INSERT_TRIPS = sql(
     f"INSERT INTO transit_trip ({_TRIP_COLUMNS}) VALUES ("
     + ", ".join(f":{c.strip()}" for c in _TRIP_COLUMNS.split(","))
-    + ") RETURNING id",
+    + ")",
     types={"entry_at": _TZ, "exit_at": _TZ, "service_day": Date()},
 )
 _UPDATE_TRIPS = sql(
@@ -145,6 +148,16 @@ _INSERT_TAPS = sql(
 )
 
 
+_State = tuple[
+    dict[str, CardRecord],
+    dict[int, "_Holder"],
+    dict[tuple[str, int], str],
+    int | None,
+    Iterator[int],
+    list[int],
+]
+
+
 class _Careful(Exception):
     """This citizen's taps need the careful path."""
 
@@ -161,7 +174,7 @@ class TapItem:
 
 @dataclass(eq=False)
 class _Trip:
-    id: int | None
+    id: int
     citizen_id: int
     card_number: str
     entry_stop: str
@@ -176,11 +189,13 @@ class _Trip:
     journey_kind: str | None = None
     route_id: str | None = None
     fare: FareBreakdown | None = None
-    entry: int | None = None  # index of its ledger entry in this run
+    entry: int | None = None  # its ledger entry's id, once it has one
 
     def row(self) -> dict[str, Any]:
         fare = self.fare
         return {
+            "id": self.id,
+            "ledger_entry_id": None,
             "citizen_id": self.citizen_id,
             "card_number": self.card_number,
             "status": self.status,
@@ -236,6 +251,7 @@ class _Holder:
     open_trips: dict[str, list[_Trip]]
     pending: dict[str, list[datetime]]
     months: dict[tuple[str, str], int]
+    trip_ids: list[int] = field(default_factory=list)  # reserved for new trips
 
 
 @dataclass
@@ -279,7 +295,7 @@ def ingest(
     read = _read(items, network)
     if read is None:  # the network was imported again: the careful path loads it
         return {}, sorted(careful + items, key=_order)
-    cards, holders, stored, revenue_id = read
+    cards, holders, stored, revenue_id, trip_ids, entry_ids = read
     by_citizen: dict[int, list[TapItem]] = {}
     for item in items:
         card = cards.get(item.tx.card_number)
@@ -300,13 +316,13 @@ def ingest(
                 # A refusal needs the careful path: it records refusals apart.
                 check_card(item.tx, card, terminal=terminal, online=not offline)
             own.sort(key=_order)
-            plans.append(_decide(own, holder, cards, stored, network, rules, offline))
+            plans.append(_decide(own, holder, cards, stored, network, rules, offline, trip_ids))
         except (_Careful, CardRefused):
             careful.extend(own)
     if not plans:
         return {}, sorted(careful, key=_order)
     try:
-        done = _write(plans, holders, revenue_id, actor=actor, terminal=terminal, offline=offline)
+        done = _write(plans, holders, revenue_id, entry_ids, actor=actor, offline=offline)
     except (BulkError, InsufficientFunds):
         # A counter spent by another path, a trip closed meanwhile: start over carefully.
         db.session.rollback()
@@ -318,11 +334,7 @@ def _order(item: TapItem) -> tuple[int, int]:
     return (item.tx.timestamp, item.index)
 
 
-def _read(
-    items: list[TapItem], network: Network
-) -> (
-    tuple[dict[str, CardRecord], dict[int, _Holder], dict[tuple[str, int], str], int | None] | None
-):
+def _read(items: list[TapItem], network: Network) -> _State | None:
     """Everything the taps decide on, in one round trip; None if the network is stale."""
     numbers = sorted({i.tx.card_number for i in items})
     months = sorted({_month(_at(i.tx)) for i in items})
@@ -338,8 +350,15 @@ def _read(
     concessions = Step(_CONCESSIONS, by_card)
     revenue = Step(_REVENUE, {"owner": REVENUE_OWNER})
     token = network_token_step()
+    # Ids for what the taps may create (one trip or one entry each at most): with them known
+    # up front, every write goes in one run.
+    trip_ids = new_ids_step("transit_trip", len(items))
+    entry_ids = entry_ids_step(len(items))
     # The wallets' locks come first: every read after them is current.
-    run_bulk(lock, cards_step, stored, trips, pending, due, spent, concessions, revenue, token)
+    run_bulk(
+        lock, cards_step, stored, trips, pending, due, spent, concessions, revenue, token,
+        trip_ids, entry_ids,
+    )  # fmt: skip
     if not token.rows or token.rows[0][0] != network.token:
         return None
     cards = card_records(cards_step)
@@ -369,7 +388,8 @@ def _read(
         if citizen_id in holders:
             holders[citizen_id].concession = Concession(group, valid_until)
     answers = {(number, int(atc)): response for number, atc, response in stored.rows}
-    return cards, holders, answers, int(revenue.rows[0][0]) if revenue.rows else None
+    revenue_id = int(revenue.rows[0][0]) if revenue.rows else None
+    return cards, holders, answers, revenue_id, iter(new_ids(trip_ids)), new_ids(entry_ids)
 
 
 def _decide(
@@ -380,6 +400,7 @@ def _decide(
     network: Network,
     rules: FareRules,
     offline: bool,
+    trip_ids: Iterator[int],
 ) -> _Plan:
     plan = _Plan()
     seen: dict[tuple[str, int], _Decision] = {}
@@ -398,7 +419,7 @@ def _decide(
             continue
         at = _at(tx)
         if item.direction == "in":
-            decision = _tap_in(item, card, holder, plan, rules, at)
+            decision = _tap_in(item, card, holder, plan, rules, at, next(trip_ids))
         else:
             decision = _tap_out(item, card, holder, plan, network, rules, at, offline)
         seen[key] = decision
@@ -411,7 +432,13 @@ def _answer(body: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 
 def _tap_in(
-    item: TapItem, card: CardRecord, holder: _Holder, plan: _Plan, rules: FareRules, at: datetime
+    item: TapItem,
+    card: CardRecord,
+    holder: _Holder,
+    plan: _Plan,
+    rules: FareRules,
+    at: datetime,
+    trip_id: int,
 ) -> _Decision:
     number = card.card_number
     if holder.due_trip is not None:
@@ -442,7 +469,7 @@ def _tap_in(
             ),
         )
     trip = _Trip(
-        None, holder.citizen_id, number, item.stop_id, at, item.tx.atc, beijing_date(at), was="new"
+        trip_id, holder.citizen_id, number, item.stop_id, at, item.tx.atc, beijing_date(at), "new"
     )
     holder.open_trips.setdefault(number, []).append(trip)
     plan.new_trips.append(trip)
@@ -536,48 +563,38 @@ def _write(
     plans: list[_Plan],
     holders: dict[int, _Holder],
     revenue_id: int | None,
+    entry_ids: list[int],
     *,
     actor: Actor,
-    terminal: str,
     offline: bool,
 ) -> dict[int, TapOutcome]:
-    new_trips = [t for p in plans for t in p.new_trips]
-    if new_trips:
-        step = Step(_INSERT_TRIPS, [t.row() for t in new_trips])
-        run_bulk(step)
-        for trip, row in zip(new_trips, step.rows, strict=True):
-            trip.id = int(row[0])
     paid = [t for p in plans for t in p.closed if t.fare is not None and t.fare.total_fen > 0]
     entries: list[NewEntry] = []
-    if paid:
-        if revenue_id is None:
-            revenue_id = get_account("revenue", REVENUE_OWNER, allow_negative=True).id
-        for trip in paid:
-            assert trip.fare is not None
-            trip.entry = len(entries)
-            entries.append(
-                NewEntry(
-                    "fare",
-                    (
-                        (holders[trip.citizen_id].wallet_id, -trip.fare.total_fen, True),
-                        (revenue_id, trip.fare.total_fen, False),
-                    ),
-                    memo=f"trip {trip.id}",
-                    reference=f"transit:trip:{trip.id}",
-                )
+    if paid and revenue_id is None:
+        revenue_id = get_account("revenue", REVENUE_OWNER, allow_negative=True).id
+    for trip in paid:
+        assert trip.fare is not None and revenue_id is not None
+        trip.entry = entry_ids[len(entries)]
+        entries.append(
+            NewEntry(
+                "fare",
+                (
+                    (holders[trip.citizen_id].wallet_id, -trip.fare.total_fen, True),
+                    (revenue_id, trip.fare.total_fen, False),
+                ),
+                memo=f"trip {trip.id}",
+                reference=f"transit:trip:{trip.id}",
             )
-    entry_ids = open_entries(entries, actor=actor) if entries else []
-    postings, moves = posting_steps(entries, entry_ids)
+        )
+    heads, postings, moves = entry_steps(entries, entry_ids, actor=actor)
+    new_trips = []
     trip_updates: list[dict[str, Any]] = []
     for plan in plans:
+        for trip in plan.new_trips:
+            new_trips.append({**trip.row(), "ledger_entry_id": trip.entry})
         for trip in plan.closed:
-            values = trip.row()
-            values.update(
-                id=trip.id,
-                was="open" if trip.was == "open" else trip.status,
-                ledger_entry_id=entry_ids[trip.entry] if trip.entry is not None else None,
-            )
-            trip_updates.append(values)
+            if trip.was == "open":
+                trip_updates.append({**trip.row(), "was": "open", "ledger_entry_id": trip.entry})
     updates = Step(_UPDATE_TRIPS, trip_updates)
     months = [
         {"card_number": number, "month": month, "spent_fen": amount}
@@ -612,6 +629,8 @@ def _write(
                 }
             )
     run_bulk(
+        Step(_INSERT_TRIPS, new_trips),
+        heads,
         postings,
         moves,
         updates,

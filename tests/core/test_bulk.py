@@ -65,3 +65,24 @@ def test_postgresql_form_of_a_statement():
     listed = sql("SELECT a FROM t WHERE a IN :xs AND b LIKE '5%' FOR UPDATE", lists=["xs"])
     assert listed.pg == "SELECT a FROM t WHERE a = ANY(%(xs)s) AND b LIKE '5%%' FOR UPDATE"
     assert "FOR UPDATE" not in str(listed.clause)
+
+
+def test_reserved_ids_are_new_and_distinct(app_ctx):
+    from citizen_card.bulk import new_ids
+    from citizen_card.bulk import new_ids_step
+
+    run(audit_step([audit_row("test.bulk.ids", actor=Actor.system("t"))]))
+    highest = db.session.scalar(select(func.max(AuditEvent.id)))
+    step = new_ids_step("audit_event", 5)
+    run(step)
+    ids = new_ids(step)
+    assert len(set(ids)) == 5 and min(ids) > highest
+    rows = [{**audit_row("test.bulk.ids", actor=Actor.system("t")), "id": i} for i in ids]
+    explicit = sql(
+        "INSERT INTO audit_event (id, occurred_at, actor_type, actor_id, action, outcome,"
+        " details) VALUES (:id, :occurred_at, :actor_type, :actor_id, :action, :outcome,"
+        " :details)",
+        types={"occurred_at": AuditEvent.__table__.c.occurred_at.type},
+    )
+    run(Step(explicit, rows))
+    assert _count("test.bulk.ids") == 6
