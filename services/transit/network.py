@@ -42,9 +42,7 @@ from sqlalchemy.orm import mapped_column
 
 from citizen_card.public import Base
 from citizen_card.public import DomainError
-from citizen_card.public import Step
 from citizen_card.public import db
-from citizen_card.public import sql
 
 NETWORK_ROW_ID = 1
 RAIL = "rail"
@@ -446,18 +444,12 @@ _cache_lock = threading.Lock()
 _cache: dict[str, Network] = {}
 _CACHE_SIZE = 2
 _last: list[Network] = []
-_TOKEN = sql("SELECT token FROM transit_network WHERE id = :id")
-
-
-def network_token_step() -> Step:
-    """A bulk step reading the active network's token (compare with :func:`cached_network`)."""
-    return Step(_TOKEN, {"id": NETWORK_ROW_ID})
 
 
 def cached_network() -> Network | None:
     """The network this process loaded last, without asking the database whether it is current.
 
-    Hot paths read the token with their other rows (:func:`network_token_step`) and take the
+    Hot paths read the token with their other rows and take the
     careful path if it differs.
     """
     return _last[0] if _last else None
