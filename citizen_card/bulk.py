@@ -51,6 +51,9 @@ class Sql:
     lists: frozenset[str] = frozenset()
     columns: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
     postgresql: str | None = None  # the same statement in PostgreSQL's own words
+    # The PostgreSQL form takes each bind as an array of all rows' values (unnest): many
+    # rows go as one statement with one parameter per column.
+    arrays: bool = False
 
     @cached_property
     def returns_rows(self) -> bool:
@@ -109,11 +112,13 @@ def sql(
     lists: Sequence[str] = (),
     columns: Mapping[str, TypeEngine[Any]] | None = None,
     postgresql: str | None = None,
+    arrays: bool = False,
 ) -> Sql:
     """Declare a statement: ``types`` of binds and ``columns`` of results that need one
     (datetimes, booleans: SQLite stores them as text and integers); ``postgresql`` replaces
-    the source there when its planner needs other words for the same query."""
-    return Sql(source, dict(types or {}), frozenset(lists), dict(columns or {}), postgresql)
+    the source there when its planner needs other words for the same query, and with
+    ``arrays`` it takes every bind as an array of all the rows' values."""
+    return Sql(source, dict(types or {}), frozenset(lists), dict(columns or {}), postgresql, arrays)
 
 
 @cache
@@ -217,7 +222,10 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
                         cursors.append((step, cur))
                     continue
                 cur = raw.cursor()
-                if step.many:
+                if step.query.arrays and not isinstance(step.params, Mapping):
+                    keys = list(step.params[0])
+                    cur.execute(step.query.pg, {k: [r[k] for r in step.params] for k in keys})
+                elif step.many:
                     cur.executemany(step.query.pg, step.params, returning=step.query.returns_rows)
                 else:
                     cur.execute(step.query.pg, step.params)

@@ -199,7 +199,11 @@ _INSERT_POSTING = sql(
 )
 _MOVE = sql(
     "UPDATE ledger_account SET balance_fen = balance_fen + :delta"
-    " WHERE id = :id AND balance_fen + :delta >= 0 RETURNING id"
+    " WHERE id = :id AND balance_fen + :delta >= 0 RETURNING id",
+    postgresql="UPDATE ledger_account AS a SET balance_fen = a.balance_fen + m.delta"
+    " FROM unnest(:id::bigint[], :delta::bigint[]) AS m(id, delta)"
+    " WHERE a.id = m.id AND a.balance_fen + m.delta >= 0 RETURNING a.id",
+    arrays=True,
 )
 
 

@@ -130,6 +130,20 @@ _UPDATE_TRIPS = sql(
     " fare_fen = :fare_fen, ledger_entry_id = :ledger_entry_id"
     " WHERE id = :id AND status = :was RETURNING id",
     types={"exit_at": _TZ},
+    postgresql="UPDATE transit_trip AS t SET status = u.status, exit_stop = u.exit_stop,"
+    " exit_at = u.exit_at, exit_atc = u.exit_atc, journey_kind = u.journey_kind,"
+    " route_id = u.route_id, distance_m = u.distance_m, base_fen = u.base_fen,"
+    " discount_permille = u.discount_permille, discount_fen = u.discount_fen,"
+    " surcharge_fen = u.surcharge_fen, penalty_fen = u.penalty_fen, fare_fen = u.fare_fen,"
+    " ledger_entry_id = u.ledger_entry_id FROM unnest(:id::integer[], :was::text[],"
+    " :status::text[], :exit_stop::text[], :exit_at::timestamptz[], :exit_atc::bigint[],"
+    " :journey_kind::text[], :route_id::text[], :distance_m::integer[], :base_fen::integer[],"
+    " :discount_permille::integer[], :discount_fen::integer[], :surcharge_fen::integer[],"
+    " :penalty_fen::integer[], :fare_fen::integer[], :ledger_entry_id::bigint[])"
+    " AS u(id, was, status, exit_stop, exit_at, exit_atc, journey_kind, route_id, distance_m,"
+    " base_fen, discount_permille, discount_fen, surcharge_fen, penalty_fen, fare_fen,"
+    " ledger_entry_id) WHERE t.id = u.id AND t.status = u.was RETURNING t.id",
+    arrays=True,
 )
 _ADD_MONTH = sql(
     "INSERT INTO transit_month_spend (card_number, month, spent_fen)"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
+from flask import jsonify
 from flask.views import MethodView
 
 from citizen_card.public import Blueprint
@@ -235,7 +236,9 @@ class TapBatch(MethodView):
             k: sum(1 for r in ordered if r["result"] == k)
             for k in ("accepted", "refused", "pending")
         }
-        return {"results": ordered, **count}
+        # Built to BatchResultSchema's shape already (a test holds it to that): dumping 1,000
+        # items through marshmallow again cost a tenth of an upload.
+        return jsonify({"results": ordered, **count})
 
 
 @blp.route("/trips")

@@ -23,6 +23,7 @@ from services.transit.fares import active_rules
 from services.transit.fares import rail_fare
 from services.transit.ingest import TapItem
 from services.transit.ingest import ingest
+from services.transit.schemas import BatchResultSchema
 from services.transit.taps import TransitMonthSpend
 from services.transit.taps import TransitTap
 from services.transit.taps import TransitTrip
@@ -86,6 +87,7 @@ def test_an_upload_of_several_riders_is_decided_in_bulk(
         _item(rich, gate, "in", "NOWHERE", t + 5000),  # unknown stop: an error of its own
     ]
     body = batch(client, gate, items).get_json()
+    assert BatchResultSchema().dump(body) == body  # the answer is the documented shape
     results = body["results"]
     assert [r["result"] for r in results] == [
         "accepted",
