@@ -1,14 +1,15 @@
 """Benchmark: gate taps under gunicorn on PostgreSQL, beside a trivial endpoint, same run.
 
-  .venv/bin/python bench/transit.py [--cards 4000] [--seconds 3] [--connections 16]
-                                    [--workers 4] [--batch 1000] [--uploaders 2]
+  .venv/bin/python bench/transit.py [--cards 2000] [--seconds 3] [--connections 16]
+                                    [--workers 4] [--batch 1000] [--uploaders 4] [--rounds 3]
 
 Personalizes N virtual cards (in memory, activated), funds their wallets and pre-signs every
 tap, so the load generators measure the server, not the cards. Then, against gunicorn (the
 committed config) on PostgreSQL:
   trivial   GET  /healthz                    wrk, C connections (the app's floor, same run)
   batch     POST /api/v1/transit/taps:batch  offline uploads of --batch taps (whole trips:
-                                             in, then out, priced and paid), U at a time
+                                             in, then out, priced and paid; --rounds trips
+                                             per card), U uploads at a time
   tap-in    POST /api/v1/transit/taps        wrk, C connections, each body sent once
   tap-out   POST /api/v1/transit/taps        wrk, C connections, each body sent once
 Reports requests/s, p50/p99 latency and the ratio to the trivial endpoint (the figure that
@@ -88,12 +89,13 @@ def wrk_parse(out: str) -> dict[str, float]:
 def main() -> int:
     """Set up, run, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cards", type=int, default=4000)
+    parser.add_argument("--cards", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--uploaders", type=int, default=2)
+    parser.add_argument("--uploaders", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="offline trips per card")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -211,16 +213,17 @@ def main() -> int:
         progress(f"trivial for {args.seconds}s at {args.connections} connections")
         results["trivial"] = wrk(f"{base}/healthz", args.seconds, args.connections)
 
-        # Offline uploads: whole trips two hours ago, in then out, every card once.
+        # Offline uploads: whole trips hours ago, in then out, every card once per round.
         progress("signing offline uploads")
-        earlier = int(time.time()) - 7200
         uploads: list[list[dict]] = [[]]
-        for k, card in enumerate(cards):
-            if len(uploads[-1]) + 2 > args.batch:
-                uploads.append([])
-            at = earlier + k % 600
-            uploads[-1].append(sign(card, "in", "L1-TIANANMENXI", at))
-            uploads[-1].append(sign(card, "out", "L2-QIANMEN", at + 900))
+        for r in range(args.rounds):
+            earlier = int(time.time()) - 3600 * (2 + args.rounds - r)
+            for k, card in enumerate(cards):
+                if len(uploads[-1]) + 2 > args.batch:
+                    uploads.append([])
+                at = earlier + k % 600
+                uploads[-1].append(sign(card, "in", "L1-TIANANMENXI", at))
+                uploads[-1].append(sign(card, "out", "L2-QIANMEN", at + 900))
         auth = {"Authorization": f"Bearer {token}"}
 
         def upload(items: list[dict]) -> tuple[float, int]:
