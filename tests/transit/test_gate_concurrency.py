@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from card_reader.terminal import TerminalClient
 from card_reader.terminal import public_jwks
 from citizen_card.audit.actions import Actor
+from citizen_card.cards.actions import verify_transaction
 from citizen_card.cards.inprocess import issue_virtual_card
 from citizen_card.citizens import actions as citizens
 from citizen_card.citizens.national_id import make_national_id
@@ -36,11 +37,14 @@ GATE = "gate-race-01"
 
 
 @pytest.mark.no_isolation
-def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path):
+@pytest.mark.parametrize("path", ["careful", "bulk", "uploads"])
+def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path, path):
     """Fifty tap-outs hit four gunicorn workers at once; the wallet pays exactly ten fares.
 
     A card has one open trip in real life; fifty open trips are set up directly so fifty
-    tap-outs can race on one wallet through the real tap path.
+    tap-outs can race on one wallet through the real tap path: one by one on a card's first
+    taps (careful: the first PIN tap activates it), in bulk once it is active (online), and
+    as ten offline uploads of five racing each other.
     """
     app = committed_app
     if not is_postgres(app):
@@ -96,9 +100,13 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
             )
         db.session.commit()
         citizen_id = citizen.id
+        card.select()
+        card.verify_pin("111111")
+        if path != "careful":
+            first = card.sign_transaction(GATE, secrets.token_bytes(8), int(time.time()), 0)
+            verify_transaction(first, actor=SYSTEM, terminal=GATE)  # activates the card
+            db.session.commit()
         db.session.remove()
-    card.select()
-    card.verify_pin("111111")
     signed = [
         card.sign_transaction(GATE, secrets.token_bytes(8), int(time.time()), 0) for i in range(50)
     ]
@@ -121,8 +129,26 @@ def test_50_taps_out_against_a_wallet_for_10(committed_app, sample_zip, tmp_path
             assert r.status_code == 200, r.text
             return r.json()
 
+        def upload(txs):
+            r = requests.post(
+                f"{base}/api/v1/transit/taps:batch",
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "taps": [
+                        {**tx.to_json(), "direction": "out", "stop_id": "L1-GUOMAO"} for tx in txs
+                    ]
+                },
+            )
+            assert r.status_code == 200, r.text
+            return r.json()["results"]
+
         with ThreadPoolExecutor(max_workers=16) as pool:
-            results = list(pool.map(tap_out, signed))
+            if path == "uploads":
+                chunks = [signed[i : i + 5] for i in range(0, 50, 5)]
+                results = [r for rs in pool.map(upload, chunks) for r in rs]
+            else:
+                results = list(pool.map(tap_out, signed))
     outcomes = [(r["result"], r.get("reason")) for r in results]
     assert outcomes.count(("accepted", None)) == 10, outcomes
     assert outcomes.count(("refused", "INSUFFICIENT_FUNDS")) == 40, outcomes
