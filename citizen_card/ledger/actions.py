@@ -228,7 +228,7 @@ def locked_wallets(step: Step) -> dict[int, tuple[int, int]]:
 
 @dataclass(frozen=True)
 class NewEntry:
-    """An entry for :func:`open_entries`; legs are (account id, signed fen, guarded)."""
+    """An entry for :func:`entry_steps`; legs are (account id, signed fen, guarded)."""
 
     kind: str
     legs: tuple[tuple[int, int, bool], ...]
@@ -285,7 +285,7 @@ def entry_steps(
 
 
 def check_moves(moves: Step) -> None:
-    """Raise InsufficientFunds if a move of :func:`posting_steps` was refused (roll back)."""
+    """Raise InsufficientFunds if a move of :func:`entry_steps` was refused (roll back)."""
     if len(moves.rows) != len(moves.params):
         raise InsufficientFunds("a balance could not cover its debits")
 

@@ -4,19 +4,20 @@ The rules are those of :mod:`services.transit.taps`; this is their fast form for
 case, where every row a tap touches is read at once, the decisions are made in memory, and
 the writes go out together (citizen_card.bulk: one pipeline on PostgreSQL):
 
-1. read the cards (one query);
-2. lock the holders' wallets (id order), then read their open trips, pending exits, unpaid
-   penalties, month spends, concessions and any earlier answers to the same taps;
-3. decide each citizen's taps in time order, in memory;
-4. insert new trips and ledger entries (their ids go into the answers), then everything else:
-   postings, balances, trips, month spends, taps, spent counters and audit rows.
+1. one read run: lock the holders' wallets (id order), then read the cards, their open trips,
+   pending exits, unpaid penalties, month spends, concessions, the network's token, (for
+   uploads) earlier answers to the same taps, and reserve ids for new trips and entries;
+2. decide each citizen's taps in time order, in memory;
+3. one write run: trips, ledger entries, postings, balances, trip updates, month spends,
+   taps, spent counters and audit rows; then the caller commits.
 
-Whoever moves a wallet's money holds its row lock until commit, and step 2 takes those locks
+Whoever moves a wallet's money holds its row lock until commit, and step 1 takes those locks
 before it reads, so what it reads cannot change under it. Anything out of the common case —
 a card refusal, a first tap that activates a card, an unknown stop, a penalty to charge, an
 exit waiting to be paired, a missing wallet — sends all of that citizen's taps to the careful
 path (``taps.tap``, one at a time), which handles every case. A failed write (a counter
-spent elsewhere) rolls the whole bulk part back and sends everything there too.
+spent elsewhere, an online tap sent again) rolls the whole bulk part back and sends
+everything there too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean
@@ -244,8 +246,6 @@ class _Trip:
 
 def _rate(fare: FareBreakdown) -> str:
     # As taps._breakdown renders it: thousandths back to a Decimal.
-    from decimal import Decimal
-
     return str(Decimal(int(fare.discount_rate * 1000)) / 1000)
 
 
@@ -271,8 +271,6 @@ class _Decision:
     outcome: str  # accepted, refused, pending, or "replay"
     body: Callable[[], dict[str, Any]]
     trip: _Trip | None = None
-    replay_of: _Decision | None = None
-    stored: str | None = None
 
 
 @dataclass
@@ -414,13 +412,11 @@ def _decide(
         key = (tx.card_number, tx.atc)
         earlier = stored.get(key)
         if earlier is not None:
-            plan.decisions.append(
-                _Decision(item, card, "replay", _answer(json.loads(earlier)), stored=earlier)
-            )
+            plan.decisions.append(_Decision(item, card, "replay", _answer(json.loads(earlier))))
             continue
         first = seen.get(key)
         if first is not None:  # the same tap twice in one upload
-            plan.decisions.append(_Decision(item, card, "replay", first.body, replay_of=first))
+            plan.decisions.append(_Decision(item, card, "replay", first.body))
             continue
         at = _at(tx)
         if item.direction == "in":
