@@ -84,7 +84,7 @@ _TZ = DateTime(timezone=True)
 _STORED = sql(
     "SELECT card_number, atc, response FROM transit_tap"
     " WHERE card_number IN :numbers AND atc IN :atcs",
-    lists=["numbers", "atcs"],
+    lists=["numbers", "atcs:bigint"],
 )
 # What the taps of these cards depend on, by card: open trips, exits waiting for their entry,
 # and the month's rail spend (one statement: each costs as much to send as to run).

@@ -35,14 +35,16 @@ def test_many_rows_are_written_in_the_callers_transaction(app_ctx):
 
 
 def test_lists_and_returning_rows(app_ctx):
-    run(audit_step([audit_row(f"test.bulk.{i}", actor=Actor.system("t")) for i in range(3)]))
+    names = ["test.bulk.0", "test.bulk.1", "test.bulk.2", 'test.bulk "3", \\ {x}']
+    run(audit_step([audit_row(name, actor=Actor.system("t")) for name in names]))
     query = sql(
         "SELECT action FROM audit_event WHERE action IN :actions ORDER BY action",
         lists=["actions"],
     )
-    found = Step(query, {"actions": ["test.bulk.0", "test.bulk.2", "nothing"]})
+    # Quotes, commas, backslashes and braces survive the array literal PostgreSQL is sent.
+    found = Step(query, {"actions": ["test.bulk.0", "test.bulk.2", names[3], "nothing"]})
     run(found, Step(query, []))  # an empty list of rows is skipped
-    assert found.rows == [("test.bulk.0",), ("test.bulk.2",)]
+    assert sorted(found.rows) == sorted([("test.bulk.0",), ("test.bulk.2",), (names[3],)])
 
 
 def test_a_failing_statement_raises_bulk_error(app_ctx):
@@ -63,7 +65,10 @@ def test_postgresql_form_of_a_statement():
     returning = sql("INSERT INTO t (a) VALUES (:a) RETURNING id")
     assert returning.returns_rows and returning.pg_values is None
     listed = sql("SELECT a FROM t WHERE a IN :xs AND b LIKE '5%' FOR UPDATE", lists=["xs"])
-    assert listed.pg == "SELECT a FROM t WHERE a = ANY(%(xs)s) AND b LIKE '5%%' FOR UPDATE"
+    assert listed.pg == (
+        "SELECT a FROM t WHERE a = ANY(CAST(%(xs)s AS text[])) AND b LIKE '5%%' FOR UPDATE"
+    )
+    assert listed.pg_params({"xs": ['a"b', "c\\d", "e,f"]}) == {"xs": '{"a\\"b","c\\\\d","e,f"}'}
     assert "FOR UPDATE" not in str(listed.clause)
 
 
