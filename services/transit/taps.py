@@ -28,6 +28,7 @@ from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -92,6 +93,14 @@ class TransitTrip(Base):
     __table_args__ = (
         Index("ix_transit_trip_card_status", "card_number", "status"),
         Index("ix_transit_trip_citizen", "citizen_id", "id"),
+        # Every tap asks whether its holder owes a penalty: a lookup, not a walk over years
+        # of the holder's trips.
+        Index(
+            "ix_transit_trip_penalty_due",
+            "citizen_id",
+            postgresql_where=text("status = 'penalty_due'"),
+            sqlite_where=text("status = 'penalty_due'"),
+        ),
     )
 
 
