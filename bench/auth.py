@@ -59,7 +59,11 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         cmd[1:1] = ["-s", script]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return wrk_report(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def wrk_report(out: str) -> dict[str, float]:
+    """requests/s, latency percentiles (ms), requests and non-2xx answers from wrk's output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -70,10 +74,12 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests_ = re.search(r"(\d+) requests in", out)
     return {
         "rps": rps,
         "p50_ms": pct("50"),
         "p99_ms": pct("99"),
+        "requests": float(requests_.group(1)) if requests_ else 0.0,
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
     }
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.auth import reset_database  # noqa: E402
 from bench.auth import wrk  # noqa: E402
+from bench.auth import wrk_report  # noqa: E402
 
 LUA = ROOT / "bench" / "taps.lua"
 
@@ -59,31 +60,11 @@ def wrk_taps(url: str, bodies: list[dict], token: str, seconds: int, connections
     out = subprocess.run(
         [*cmd, "--", str(path), token, "2"], capture_output=True, text=True, check=True
     ).stdout
-    result = wrk_parse(out)
+    result = wrk_report(out)
     found = re.search(r"BENCH bad=(\d+) exhausted=(\d+)", out)
     assert found, out
     result["bad"], result["exhausted"] = int(found.group(1)), int(found.group(2))
     return result
-
-
-def wrk_parse(out: str) -> dict[str, float]:
-    """requests/s and latency percentiles (ms) from wrk's report."""
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        if not m:
-            return float("nan")
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    requests_ = re.search(r"(\d+) requests in", out)
-    return {
-        "rps": rps,
-        "p50_ms": pct("50"),
-        "p99_ms": pct("99"),
-        "requests": float(requests_.group(1)) if requests_ else 0.0,
-    }
 
 
 def main() -> int:

@@ -621,6 +621,28 @@ _SPEND = sql(
 )
 
 
+def _spent_row(
+    card_id: int, tx: SignedTransaction, actor: Actor, *, online: bool, at: datetime
+) -> dict[str, Any]:
+    # One shape for a spent counter, whichever path records it.
+    return {
+        "card_id": card_id,
+        "atc": tx.atc,
+        "client_id": actor.id,
+        "terminal_id": tx.terminal_id,
+        "amount_fen": tx.amount_fen,
+        "signed_at": tx.timestamp,
+        "pin_verified": tx.pin_verified,
+        "online": online,
+        "received_at": at,
+    }
+
+
+def _audit_details(tx: SignedTransaction, *, online: bool) -> dict[str, Any]:
+    # What the audit trail keeps of an accepted transaction, whichever path accepted it.
+    return {"atc": tx.atc, "amount_fen": tx.amount_fen, "pin": tx.pin_verified, "online": online}
+
+
 def spend_steps(
     spent: list[tuple[CardRecord, SignedTransaction]],
     *,
@@ -636,32 +658,14 @@ def spend_steps(
     """
     now = _now()
     purposes = purpose if isinstance(purpose, list) else [purpose] * len(spent)
-    spends = [
-        {
-            "card_id": card.id,
-            "atc": tx.atc,
-            "client_id": actor.id,
-            "terminal_id": tx.terminal_id,
-            "amount_fen": tx.amount_fen,
-            "signed_at": tx.timestamp,
-            "pin_verified": tx.pin_verified,
-            "online": online,
-            "received_at": now,
-        }
-        for card, tx in spent
-    ]
+    spends = [_spent_row(card.id, tx, actor, online=online, at=now) for card, tx in spent]
     events = [
         audit_row(
             action,
             actor=actor,
             citizen_id=card.citizen_id,
             subject=f"card:{card.card_number}",
-            details={
-                "atc": tx.atc,
-                "amount_fen": tx.amount_fen,
-                "pin": tx.pin_verified,
-                "online": online,
-            },
+            details=_audit_details(tx, online=online),
             at=now,
         )
         for (card, tx), action in zip(spent, purposes, strict=True)
@@ -694,12 +698,7 @@ def verify_transaction(
             actor=actor,
             citizen_id=card.citizen_id,
             subject=f"card:{card.card_number}",
-            details={
-                "atc": tx.atc,
-                "amount_fen": tx.amount_fen,
-                "pin": tx.pin_verified,
-                "online": online,
-            },
+            details=_audit_details(tx, online=online),
         )
         return VerifiedTransaction(card.citizen_id, card.id, card.card_number, tx, row_id)
 
@@ -716,17 +715,7 @@ def _spend(card: Card, tx: SignedTransaction, actor: Actor, *, online: bool) -> 
     table = CardTransaction.__table__
     row_id = db.session.execute(
         insert(table)  # type: ignore[arg-type]
-        .values(
-            card_id=card.id,
-            atc=tx.atc,
-            client_id=actor.id,
-            terminal_id=tx.terminal_id,
-            amount_fen=tx.amount_fen,
-            signed_at=tx.timestamp,
-            pin_verified=tx.pin_verified,
-            online=online,
-            received_at=_now(),
-        )
+        .values(_spent_row(card.id, tx, actor, online=online, at=_now()))
         .on_conflict_do_nothing(index_elements=["card_id", "atc"])
         .returning(table.c.id)
     ).scalar_one_or_none()
