@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import date
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean
@@ -79,6 +78,8 @@ from services.transit.taps import _at
 from services.transit.taps import _month
 from services.transit.taps import _result
 from services.transit.taps import _utc
+from services.transit.taps import breakdown
+from services.transit.taps import fare_columns
 
 _TZ = DateTime(timezone=True)
 _STORED = sql(
@@ -204,7 +205,6 @@ class _Trip:
     entry: int | None = None  # its ledger entry's id, once it has one
 
     def row(self) -> dict[str, Any]:
-        fare = self.fare
         return {
             "id": self.id,
             "ledger_entry_id": None,
@@ -219,34 +219,12 @@ class _Trip:
             "exit_atc": self.exit_atc,
             "journey_kind": self.journey_kind,
             "route_id": self.route_id,
-            "distance_m": fare.distance_m if fare else None,
-            "base_fen": fare.base_fen if fare else 0,
-            "discount_permille": int(fare.discount_rate * 1000) if fare else 1000,
-            "discount_fen": fare.discount_fen if fare else 0,
-            "surcharge_fen": fare.surcharge_fen if fare else 0,
-            "penalty_fen": fare.penalty_fen if fare else 0,
-            "fare_fen": fare.total_fen if fare else 0,
+            **fare_columns(self.fare),
             "service_day": self.service_day,
         }
 
     def breakdown(self) -> dict[str, Any]:
-        fare = self.fare
-        assert fare is not None
-        return {
-            "trip_id": self.id,
-            "distance_m": fare.distance_m,
-            "base_fen": fare.base_fen,
-            "discount_rate": _rate(fare),
-            "discount_fen": fare.discount_fen,
-            "surcharge_fen": fare.surcharge_fen,
-            "penalty_fen": fare.penalty_fen,
-            "fare_fen": fare.total_fen,
-        }
-
-
-def _rate(fare: FareBreakdown) -> str:
-    # As taps._breakdown renders it: thousandths back to a Decimal.
-    return str(Decimal(int(fare.discount_rate * 1000)) / 1000)
+        return breakdown(self.id, fare_columns(self.fare))
 
 
 @dataclass

@@ -185,17 +185,43 @@ def _result(tap: str, outcome: str, *, reason: str | None = None, **fields: Any)
     return body
 
 
-def _breakdown(trip: TransitTrip) -> dict[str, Any]:
+# How a priced trip stores its fare (no fare yet: the defaults of an open trip).
+FARE_COLUMNS = (
+    "distance_m",
+    "base_fen",
+    "discount_permille",
+    "discount_fen",
+    "surcharge_fen",
+    "penalty_fen",
+    "fare_fen",
+)
+
+
+def fare_columns(fare: FareBreakdown | None) -> dict[str, Any]:
+    """A fare as the trip row keeps it; the careful and the bulk path both write this."""
+    if fare is None:
+        return dict(zip(FARE_COLUMNS, (None, 0, 1000, 0, 0, 0, 0), strict=True))
     return {
-        "trip_id": trip.id,
-        "distance_m": trip.distance_m,
-        "base_fen": trip.base_fen,
-        "discount_rate": str(Decimal(trip.discount_permille) / 1000),
-        "discount_fen": trip.discount_fen,
-        "surcharge_fen": trip.surcharge_fen,
-        "penalty_fen": trip.penalty_fen,
-        "fare_fen": trip.fare_fen,
+        "distance_m": fare.distance_m,
+        "base_fen": fare.base_fen,
+        # The share of the base fare paid, in thousandths: an exact integer.
+        "discount_permille": int(fare.discount_rate * 1000),
+        "discount_fen": fare.discount_fen,
+        "surcharge_fen": fare.surcharge_fen,
+        "penalty_fen": fare.penalty_fen,
+        "fare_fen": fare.total_fen,
     }
+
+
+def breakdown(trip_id: int, columns: dict[str, Any]) -> dict[str, Any]:
+    """The fare breakdown a gate and a resident see, from the trip's fare columns."""
+    body = {"trip_id": trip_id, **{c: columns[c] for c in FARE_COLUMNS}}
+    body["discount_rate"] = str(Decimal(body.pop("discount_permille")) / 1000)
+    return body
+
+
+def _breakdown(trip: TransitTrip) -> dict[str, Any]:
+    return breakdown(trip.id, {c: getattr(trip, c) for c in FARE_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -439,13 +465,8 @@ def _debit(trip: TransitTrip, amount_fen: int, actor: Actor, memo: str) -> int |
 
 def _apply(trip: TransitTrip, fare: FareBreakdown, *, status: str, entry_id: int | None) -> None:
     trip.status = status
-    trip.distance_m = fare.distance_m
-    trip.base_fen = fare.base_fen
-    trip.discount_permille = int(fare.discount_rate * 1000)
-    trip.discount_fen = fare.discount_fen
-    trip.surcharge_fen = fare.surcharge_fen
-    trip.penalty_fen = fare.penalty_fen
-    trip.fare_fen = fare.total_fen
+    for column, value in fare_columns(fare).items():
+        setattr(trip, column, value)
     trip.ledger_entry_id = entry_id
 
 
