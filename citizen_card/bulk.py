@@ -231,6 +231,9 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
     cursors: list[tuple[Step, Any]] = []
     try:
         with raw.pipeline():
+            cur = raw.cursor()
+            cur.execute(_GENERIC_PLANS)
+            cur.close()
             for step in steps:
                 values = step.query.pg_values
                 if values is not None and not isinstance(step.params, Mapping):
@@ -268,6 +271,10 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
             cur.close()
 
 
+# Hot-path statements are prepared (psycopg does so from their fifth run) and, with lists
+# bound as arrays, PostgreSQL would plan each run again: planning cost more than running.
+# Their generic plans are index lookups; this holds until the transaction ends.
+_GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 # From this many rows a plain INSERT goes as COPY.
 _COPY_ROWS = 32
 # PostgreSQL's limit on one statement's parameters.

@@ -65,7 +65,7 @@ class Issuances(MethodView):
     """Step 1 of issuing."""
 
     @require_scopes("cards:issue", kinds=STATION_KINDS)
-    @cards_blp.arguments(IssuanceCreateSchema)
+    @cards_blp.arguments(IssuanceCreateSchema())
     @cards_blp.response(201, IssuanceSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Open an issuance request for a citizen (or a replacement)"""
@@ -83,7 +83,7 @@ class Personalize(MethodView):
     """Steps 2-3."""
 
     @require_scopes("cards:issue", kinds=STATION_KINDS)
-    @cards_blp.arguments(PersonalizeSchema)
+    @cards_blp.arguments(PersonalizeSchema())
     @cards_blp.response(200, PersonalizationSchema)
     def post(self, data: dict[str, Any], request_id: int) -> Any:
         """Certify the key the card generated; get what to write to the card"""
@@ -106,7 +106,7 @@ class Fail(MethodView):
     """Giving up."""
 
     @require_scopes("cards:issue", kinds=STATION_KINDS)
-    @cards_blp.arguments(IssuanceFailSchema)
+    @cards_blp.arguments(IssuanceFailSchema())
     @cards_blp.response(200, IssuanceSchema)
     def post(self, data: dict[str, Any], request_id: int) -> Any:
         """Record that personalization failed (or was cancelled)"""
@@ -118,7 +118,7 @@ class DenyList(MethodView):
     """For offline terminals."""
 
     @require_scopes("cards:read")
-    @cards_blp.arguments(DenyListArgsSchema, location="query")
+    @cards_blp.arguments(DenyListArgsSchema(), location="query")
     @cards_blp.response(200, DenyListSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Deny-list changes since a version"""
@@ -142,7 +142,7 @@ class ReportLost(MethodView):
     """挂失."""
 
     @require_scopes("cards:suspend")
-    @cards_blp.arguments(ReportLostSchema)
+    @cards_blp.arguments(ReportLostSchema())
     @cards_blp.response(200, CardSchema)
     def post(self, data: dict[str, Any], card_number: str) -> Any:
         """Report a card lost: refused from the very next request"""
@@ -159,7 +159,7 @@ class Unsuspend(MethodView):
     """Lifting a suspension."""
 
     @require_scopes("cards:issue", kinds=STATION_KINDS)
-    @cards_blp.arguments(UnsuspendSchema)
+    @cards_blp.arguments(UnsuspendSchema())
     @cards_blp.response(200, CardSchema)
     def post(self, data: dict[str, Any], card_number: str) -> Any:
         """At a station, card present and PIN verified: lift a suspension"""
@@ -199,7 +199,7 @@ class Verify(MethodView):
     """A card check at a terminal (a clinic check-in, an identity check)."""
 
     @require_scopes("card_auth:verify", kinds=("terminal", "station"))
-    @card_auth_blp.arguments(VerifySchema)
+    @card_auth_blp.arguments(VerifySchema())
     @card_auth_blp.response(200, VerifiedSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Verify a card's signed transaction (one round trip) and spend its counter"""
@@ -232,7 +232,7 @@ class Sessions(MethodView):
     """Card + PIN login."""
 
     @require_scopes("card_auth:login", kinds=("terminal", "station"))
-    @card_auth_blp.arguments(CardSessionCreateSchema)
+    @card_auth_blp.arguments(CardSessionCreateSchema())
     @card_auth_blp.response(201, TokenSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Exchange the card's signed challenge for a short resident token"""

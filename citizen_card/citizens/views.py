@@ -42,7 +42,7 @@ class Citizens(MethodView):
     """Search and registration."""
 
     @require_scopes("citizens:read")
-    @blp.arguments(CitizenQueryArgsSchema, location="query")
+    @blp.arguments(CitizenQueryArgsSchema(), location="query")
     @blp.response(200, CitizenSchema(many=True), **_PII_NOTE)
     def get(self, args: dict[str, Any]) -> Response:
         """Find citizens (national ID and phone match exactly)"""
@@ -52,7 +52,7 @@ class Citizens(MethodView):
         return _render(found, pii, many=True)
 
     @require_scopes("citizens:write")
-    @blp.arguments(CitizenCreateSchema)
+    @blp.arguments(CitizenCreateSchema())
     @blp.response(201, CitizenSchema, **_PII_NOTE)
     def post(self, data: dict[str, Any]) -> Response:
         """Register a citizen"""
@@ -66,7 +66,7 @@ class CitizenItem(MethodView):
     """One citizen."""
 
     @require_scopes("citizens:read")
-    @blp.arguments(PurposeArgsSchema, location="query")
+    @blp.arguments(PurposeArgsSchema(), location="query")
     @blp.response(200, CitizenSchema, **_PII_NOTE)
     def get(self, args: dict[str, Any], citizen_id: int) -> Response:
         """Read a citizen"""
@@ -78,7 +78,7 @@ class CitizenItem(MethodView):
         return _render(citizen, pii)
 
     @require_scopes("citizens:write")
-    @blp.arguments(CitizenUpdateSchema)
+    @blp.arguments(CitizenUpdateSchema())
     @blp.response(200, CitizenSchema, **_PII_NOTE)
     def patch(self, data: dict[str, Any], citizen_id: int) -> Response:
         """Update a citizen (send the version you read)"""
@@ -96,7 +96,7 @@ class LifeEvents(MethodView):
     """Deaths and moves away."""
 
     @require_scopes("citizens:write")
-    @blp.arguments(LifeEventSchema)
+    @blp.arguments(LifeEventSchema())
     @blp.response(200, CitizenSchema, **_PII_NOTE)
     def post(self, data: dict[str, Any], citizen_id: int) -> Response:
         """Record that a citizen died or left the city"""

@@ -66,7 +66,7 @@ class Topups(MethodView):
     """Top-ups by banks and payment partners."""
 
     @require_scopes("wallet:topup", kinds=("partner",))
-    @blp.arguments(TopupSchema)
+    @blp.arguments(TopupSchema())
     @blp.response(201, TopupResultSchema)
     @blp.doc(**_IDEMPOTENCY)
     def post(self, data: dict[str, Any], citizen_id: int) -> Response:
@@ -116,7 +116,7 @@ class Statement(MethodView):
     """Statement."""
 
     @require_scopes("wallet:read")
-    @blp.arguments(StatementArgsSchema, location="query")
+    @blp.arguments(StatementArgsSchema(), location="query")
     @blp.response(200, StatementLineSchema(many=True))
     def get(self, args: dict[str, Any], citizen_id: int) -> Any:
         """A wallet's statement, newest first"""

@@ -488,7 +488,7 @@ class ResidentPassword(MethodView):
     """A resident's password, set at a station."""
 
     @require_scopes("accounts:manage", kinds=("staff", "station"))
-    @blp.arguments(PasswordSetSchema)
+    @blp.arguments(PasswordSetSchema())
     @blp.response(200, AccountSchema)
     def post(self, data: dict[str, Any], citizen_id: int) -> Any:
         """Set a resident's password (creating the account); lifts locks, ends sessions"""

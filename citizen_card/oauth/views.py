@@ -170,14 +170,14 @@ class Clients(MethodView):
     """The client registry."""
 
     @require_scopes("admin:clients")
-    @admin_blp.arguments(ClientQueryArgsSchema, location="query")
+    @admin_blp.arguments(ClientQueryArgsSchema(), location="query")
     @admin_blp.response(200, ClientSchema(many=True))
     def get(self, args: dict[str, Any]) -> Any:
         """List clients"""
         return clients.list_clients(kind=args.get("kind"))
 
     @require_scopes("admin:clients")
-    @admin_blp.arguments(ClientCreateSchema)
+    @admin_blp.arguments(ClientCreateSchema())
     @admin_blp.response(201, ClientWithSecretSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Register a client; its secret is in this response only"""
@@ -190,7 +190,7 @@ class SuspendClient(MethodView):
     """Suspension."""
 
     @require_scopes("admin:clients")
-    @admin_blp.arguments(StatusChangeSchema)
+    @admin_blp.arguments(StatusChangeSchema())
     @admin_blp.response(200, ClientSchema)
     def post(self, data: dict[str, Any], client_id: str) -> Any:
         """Suspend a client: its tokens stop working"""
@@ -204,7 +204,7 @@ class ActivateClient(MethodView):
     """Reactivation."""
 
     @require_scopes("admin:clients")
-    @admin_blp.arguments(StatusChangeSchema)
+    @admin_blp.arguments(StatusChangeSchema())
     @admin_blp.response(200, ClientSchema)
     def post(self, data: dict[str, Any], client_id: str) -> Any:
         """Reactivate a suspended client"""

@@ -121,7 +121,7 @@ class Fares(MethodView):
     """Fare quotes."""
 
     @require_scopes("transit:read")
-    @blp.arguments(FareQuoteArgsSchema, location="query")
+    @blp.arguments(FareQuoteArgsSchema(), location="query")
     @blp.response(200, FareQuoteSchema)
     def get(self, args: dict[str, Any]) -> fares.FareQuote:
         """Quote the fare between two stops
@@ -162,7 +162,7 @@ class Taps(MethodView):
     """Online gate taps."""
 
     @require_scopes("transit:tap", kinds=("terminal",))
-    @blp.arguments(TapSchema)
+    @blp.arguments(TapSchema())
     @blp.response(200, TapResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """A tap at a gate: in checks card and balance, out prices the trip and pays
@@ -190,7 +190,7 @@ class TapBatch(MethodView):
     """Offline gates' uploads."""
 
     @require_scopes("transit:tap", kinds=("terminal",))
-    @blp.arguments(TapBatchSchema)
+    @blp.arguments(TapBatchSchema())
     @blp.response(200, BatchResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Upload up to 1,000 offline taps; each gets its own result (idempotent)"""
@@ -246,7 +246,7 @@ class Trips(MethodView):
     """Trips and their fares."""
 
     @require_scopes("transit:read")
-    @blp.arguments(TripArgsSchema, location="query")
+    @blp.arguments(TripArgsSchema(), location="query")
     @blp.response(200, TripSchema(many=True))
     def get(self, args: dict[str, Any]) -> Any:
         """Trips, newest first: a resident's own, or a citizen's for stations and staff"""
@@ -301,7 +301,7 @@ class Concessions(MethodView):
     """Bus concessions, recorded at a station."""
 
     @require_scopes("transit:manage", kinds=("station", "staff"))
-    @blp.arguments(ConcessionSchema)
+    @blp.arguments(ConcessionSchema())
     @blp.response(200, ConcessionSchema)
     def put(self, data: dict[str, Any], citizen_id: int) -> Any:
         """Record a resident's concession group (student, senior, disabled) and its expiry"""

@@ -20,14 +20,14 @@ class Greetings(MethodView):
     """Greetings."""
 
     @require_scopes("hello_service:read")
-    @blp.arguments(GreetingQueryArgsSchema, location="query")
+    @blp.arguments(GreetingQueryArgsSchema(), location="query")
     @blp.response(200, GreetingSchema(many=True))
     def get(self, args):  # type: ignore[no-untyped-def]
         """List greetings"""
         return actions.list_greetings(phone=args.get("phone"))
 
     @require_scopes("hello_service:write")
-    @blp.arguments(GreetingCreateSchema)
+    @blp.arguments(GreetingCreateSchema())
     @blp.response(201, GreetingSchema)
     def post(self, data):  # type: ignore[no-untyped-def]
         """Leave a greeting"""
