@@ -62,6 +62,12 @@ class Sql:
         return head in ("SELECT", "WITH") or " RETURNING " in f" {self.source.upper()} "
 
     @cached_property
+    def returning_one(self) -> re.Pattern[str] | None:
+        """For a write returning one column: a pattern matching its RETURNING clause."""
+        match = re.search(r"\sRETURNING\s+([\w.]+)\s*$", self.postgresql or self.source, re.I)
+        return re.compile(r"RETURNING\s+([\w.]+)\s*$", re.I) if match else None
+
+    @cached_property
     def pg(self) -> str:
         """The psycopg form: %(name)s binds, lists as = ANY(one array literal)."""
         source = (self.postgresql or self.source).replace("%", "%%")
@@ -228,13 +234,20 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
 def _pipeline(raw: Any, steps: list[Step]) -> None:
     if not steps:
         return
-    cursors: list[tuple[Step, Any]] = []
+    cursors: list[tuple[list[Step], Any]] = []
     try:
         with raw.pipeline():
             cur = raw.cursor()
             cur.execute(_GENERIC_PLANS)
             cur.close()
-            for step in steps:
+            for group in _writes_together(steps):
+                if len(group) > 1:
+                    cur = raw.cursor()
+                    statement, params = _together(group)
+                    cur.execute(statement, params)
+                    cursors.append((group, cur))
+                    continue
+                step = group[0]
                 values = step.query.pg_values
                 if values is not None and not isinstance(step.params, Mapping):
                     # One statement of many rows: PostgreSQL plans and executes it once.
@@ -246,7 +259,7 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
                             head + ", ".join([row] * len(chunk)) + tail,
                             [r[n] for r in chunk for n in names],
                         )
-                        cursors.append((step, cur))
+                        cursors.append((group, cur))
                     continue
                 cur = raw.cursor()
                 if step.query.arrays and not isinstance(step.params, Mapping):
@@ -256,8 +269,15 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
                     cur.execute(step.query.pg, step.query.pg_params(step.params))
                 else:
                     cur.executemany(step.query.pg, step.params, returning=step.query.returns_rows)
-                cursors.append((step, cur))
-        for step, cur in cursors:
+                cursors.append((group, cur))
+        for group, cur in cursors:
+            if len(group) > 1:
+                returning = [s for s in group if s.query.returns_rows]
+                arrays = cur.fetchone() if returning else ()
+                for step, found in zip(returning, arrays or (), strict=True):
+                    step.rows = [(value,) for value in found or ()]
+                continue
+            step = group[0]
             if not step.query.returns_rows:
                 continue
             rows: list[tuple[Any, ...]] = []
@@ -267,8 +287,80 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
                     break
             step.rows = rows
     finally:
-        for _step, cur in cursors:
+        for _group, cur in cursors:
             cur.close()
+
+
+def _writes_together(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive writes that can go as one statement, each other step on its own."""
+    groups: list[list[Step]] = []
+    current: list[Step] = []
+    params = 0
+    for step in steps:
+        size = _together_size(step)
+        if size is not None and current and params + size <= _MAX_PARAMS:
+            current.append(step)
+            params += size
+            continue
+        if current:
+            groups.append(current)
+        current, params = ([step], size) if size is not None else ([], 0)
+        if size is None:
+            groups.append([step])
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _together_size(step: Step) -> int | None:
+    """Parameters this write takes inside a WITH statement; None if it cannot go there."""
+    query = step.query
+    if query.returns_rows and not query.returning_one:
+        return None
+    if query.source.lstrip().split(None, 1)[0].upper() not in ("INSERT", "UPDATE", "DELETE"):
+        return None
+    if isinstance(step.params, Mapping):
+        return len(step.params)
+    if query.arrays:
+        return len(step.params[0])
+    if query.pg_values is not None:
+        return len(step.params) * len(query.pg_values[2])
+    return None
+
+
+def _together(group: list[Step]) -> tuple[str, dict[str, Any]]:
+    """Writes as data-modifying CTEs of one statement: one parse, bind and execute, one
+    snapshot. They must not touch the same rows (each sees the table as it was before the
+    statement); foreign keys between them are checked at its end. Returned rows come back
+    as one array per statement."""
+    ctes: list[str] = []
+    params: dict[str, Any] = {}
+    results: list[str] = []
+    for n, step in enumerate(group):
+        query, prefix = step.query, f"w{n}_"
+        if isinstance(step.params, Mapping) or query.arrays:
+            given = (
+                query.pg_params(step.params)
+                if isinstance(step.params, Mapping)
+                else {k: [r[k] for r in step.params] for k in step.params[0]}
+            )
+            text_ = _NAMED.sub(rf"%({prefix}\1)s", query.pg)
+            params.update({prefix + k: v for k, v in given.items()})
+        else:
+            head, tail, names = query.pg_values  # type: ignore[misc]
+            rows = []
+            for i, row in enumerate(step.params):
+                rows.append("(" + ", ".join(f"%({prefix}{i}_{c})s" for c in names) + ")")
+                params.update({f"{prefix}{i}_{c}": row[c] for c in names})
+            text_ = head + ", ".join(rows) + tail
+        if query.returns_rows:
+            text_ = query.returning_one.sub(r"RETURNING \1 AS _r", text_)  # type: ignore[union-attr]
+            results.append(f"ARRAY(SELECT _r FROM w{n})")
+        ctes.append(f"w{n} AS ({text_})")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(results) or 'NULL'}", params
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
 
 
 # Hot-path statements are prepared (psycopg does so from their fifth run) and, with lists

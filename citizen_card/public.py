@@ -28,6 +28,8 @@ from citizen_card.errors import Conflict
 from citizen_card.errors import DomainError
 from citizen_card.errors import NotFound
 from citizen_card.extensions import db
+from citizen_card.lean import documented
+from citizen_card.lean import parse
 from citizen_card.ledger.actions import InsufficientFunds
 from citizen_card.ledger.actions import Leg
 from citizen_card.ledger.actions import NewEntry
@@ -79,6 +81,8 @@ __all__ = [
     "InsufficientFunds",
     "Leg",
     "SignedTransaction",
+    "documented",
+    "parse",
     "SignedTransactionSchema",
     "VerifiedTransaction",
     "balance",

@@ -15,6 +15,7 @@ from citizen_card.bulk import Step
 from citizen_card.bulk import run
 from citizen_card.bulk import sql
 from citizen_card.extensions import db
+from citizen_card.ledger.models import Posting
 
 
 def _count(action: str) -> int:
@@ -91,3 +92,60 @@ def test_reserved_ids_are_new_and_distinct(app_ctx):
     )
     run(Step(explicit, rows))
     assert _count("test.bulk.ids") == 6
+
+
+def test_consecutive_writes_go_together_with_their_returned_rows(app_ctx):
+    """On PostgreSQL a run's writes become one statement (data-modifying CTEs): each step
+    still gets its own rows back, a child row may refer to a parent written beside it, and
+    a failing write fails them all. SQLite runs them one by one, with the same results."""
+    from citizen_card.bulk import _together
+    from citizen_card.bulk import _writes_together
+    from citizen_card.bulk import new_ids
+    from citizen_card.bulk import new_ids_step
+    from citizen_card.ledger.actions import NewEntry
+    from citizen_card.ledger.actions import entry_ids_step
+    from citizen_card.ledger.actions import entry_steps
+    from citizen_card.ledger.actions import get_account
+
+    debit = get_account("topup_clearing", "bulk-test", allow_negative=True)
+    credit = get_account("revenue", "bulk-test", allow_negative=True)
+    ids = entry_ids_step(2)
+    run(ids)
+    entries = [
+        NewEntry("test", ((debit.id, -100 * n, False), (credit.id, 100 * n, False))) for n in (1, 2)
+    ]
+    heads, postings, moves = entry_steps(entries, new_ids(ids), actor=Actor.system("t"))
+    marked = sql(
+        "UPDATE ledger_account SET kind = kind WHERE id IN :ids RETURNING id", lists=["ids:bigint"]
+    )
+    touched = Step(marked, {"ids": [debit.id, credit.id]})
+    events = audit_step([audit_row("test.together", actor=Actor.system("t"))])
+    steps = [heads, postings, touched, events, moves]
+    groups = _writes_together([s for s in steps if not (s.many and not s.params)])
+    assert [len(g) for g in groups] == [4]  # moves has no rows to write: skipped
+    statement, params = _together(groups[0])
+    assert statement.startswith("WITH w0 AS (INSERT INTO ledger_entry")
+    assert len(params) == 2 * 6 + 4 * 3 + 1 + 10
+    run(*steps)  # postings refer to entries written in the same statement
+    assert sorted(touched.rows) == sorted([(debit.id,), (credit.id,)])
+    assert _count("test.together") == 1
+    total = db.session.scalar(
+        select(func.sum(func.abs(Posting.amount_fen))).where(Posting.entry_id.in_(new_ids(ids)))
+    )
+    assert total == 600
+    db.session.rollback()
+    # A write that fails takes the others with it.
+    again = new_ids_step("ledger_entry", 1)
+    run(again)
+    orphan = {"entry_id": new_ids(again)[0], "account_id": debit.id, "amount_fen": 1}
+    bad = Step(
+        sql(
+            "INSERT INTO ledger_posting (entry_id, account_id, amount_fen)"
+            " VALUES (:entry_id, :account_id, :amount_fen)"
+        ),
+        [orphan],  # its entry was never written
+    )
+    with pytest.raises(BulkError):
+        run(audit_step([audit_row("test.together.2", actor=Actor.system("t"))]), bad)
+    db.session.rollback()
+    assert _count("test.together.2") == 0
