@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from functools import cache
 from functools import cached_property
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause
@@ -232,6 +233,8 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
 
 
 def _pipeline(raw: Any, steps: list[Step]) -> None:
+    import psycopg
+
     if not steps:
         return
     cursors: list[tuple[list[Step], Any]] = []
@@ -242,9 +245,9 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
             cur.close()
             for group in _writes_together(steps):
                 if len(group) > 1:
-                    cur = raw.cursor()
-                    statement, params = _together(group)
-                    cur.execute(statement, params)
+                    cur = psycopg.RawCursor(raw)
+                    statement, binds = _together(group)
+                    cur.execute(statement, binds)
                     cursors.append((group, cur))
                     continue
                 step = group[0]
@@ -328,36 +331,54 @@ def _together_size(step: Step) -> int | None:
     return None
 
 
-def _together(group: list[Step]) -> tuple[str, dict[str, Any]]:
+def _together(group: list[Step]) -> tuple[str, list[Any]]:
     """Writes as data-modifying CTEs of one statement: one parse, bind and execute, one
     snapshot. They must not touch the same rows (each sees the table as it was before the
     statement); foreign keys between them are checked at its end. Returned rows come back
-    as one array per statement."""
+    as one array per statement. ($n placeholders: psycopg would parse a statement this long
+    for its own placeholders on every run, as it caches only short ones.)"""
+    shape = tuple(
+        (step.query, "one" if isinstance(step.params, Mapping) else len(step.params))
+        for step in group
+    )
+    statement, slots = _together_template(shape)
+    values: list[Any] = []
+    for n, row, name in slots:
+        step = group[n]
+        if isinstance(step.params, Mapping):
+            values.append(step.query.pg_params(step.params)[name])
+        elif row is None:  # arrays: every row's value of this column
+            values.append([r[name] for r in step.params])
+        else:
+            values.append(step.params[row][name])
+    return statement, values
+
+
+@lru_cache(maxsize=256)
+def _together_template(
+    shape: tuple[tuple[Sql, str | int], ...],
+) -> tuple[str, list[tuple[int, int | None, str]]]:
+    slots: dict[tuple[int, int | None, str], int] = {}
     ctes: list[str] = []
-    params: dict[str, Any] = {}
     results: list[str] = []
-    for n, step in enumerate(group):
-        query, prefix = step.query, f"w{n}_"
-        if isinstance(step.params, Mapping) or query.arrays:
-            given = (
-                query.pg_params(step.params)
-                if isinstance(step.params, Mapping)
-                else {k: [r[k] for r in step.params] for k in step.params[0]}
-            )
-            text_ = _NAMED.sub(rf"%({prefix}\1)s", query.pg)
-            params.update({prefix + k: v for k, v in given.items()})
+
+    def slot(n: int, row: int | None, name: str) -> str:
+        return f"${slots.setdefault((n, row, name), len(slots) + 1)}"
+
+    for n, (query, rows) in enumerate(shape):
+        if rows == "one" or query.arrays:
+            text_ = _NAMED.sub(lambda m, n=n: slot(n, None, m.group(1)), query.pg)  # type: ignore[misc]
         else:
             head, tail, names = query.pg_values  # type: ignore[misc]
-            rows = []
-            for i, row in enumerate(step.params):
-                rows.append("(" + ", ".join(f"%({prefix}{i}_{c})s" for c in names) + ")")
-                params.update({f"{prefix}{i}_{c}": row[c] for c in names})
-            text_ = head + ", ".join(rows) + tail
+            rows_sql = [
+                "(" + ", ".join(slot(n, i, c) for c in names) + ")" for i in range(int(rows))
+            ]
+            text_ = head + ", ".join(rows_sql) + tail
         if query.returns_rows:
             text_ = query.returning_one.sub(r"RETURNING \1 AS _r", text_)  # type: ignore[union-attr]
             results.append(f"ARRAY(SELECT _r FROM w{n})")
-        ctes.append(f"w{n} AS ({text_})")
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(results) or 'NULL'}", params
+        ctes.append(f"w{n} AS ({text_.replace('%%', '%')})")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(results) or 'NULL'}", list(slots)
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
