@@ -63,6 +63,11 @@ class Sql:
         return head in ("SELECT", "WITH") or " RETURNING " in f" {self.source.upper()} "
 
     @cached_property
+    def locks(self) -> bool:
+        """True for a query taking row locks (FOR UPDATE)."""
+        return _FOR_UPDATE.search(self.postgresql or self.source) is not None
+
+    @cached_property
     def returning_one(self) -> re.Pattern[str] | None:
         """For a write returning one column: a pattern matching its RETURNING clause."""
         match = re.search(r"\sRETURNING\s+([\w.]+)\s*$", self.postgresql or self.source, re.I)
@@ -238,12 +243,16 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
     if not steps:
         return
     cursors: list[tuple[list[Step], Any]] = []
+    from psycopg.pq import TransactionStatus
+
+    first = raw.pgconn.transaction_status == TransactionStatus.IDLE
     try:
         with raw.pipeline():
-            cur = raw.cursor()
-            cur.execute(_GENERIC_PLANS)
-            cur.close()
-            for group in _writes_together(steps):
+            if first:  # the run that begins the transaction; the setting lasts until its end
+                cur = raw.cursor()
+                cur.execute(_GENERIC_PLANS)
+                cur.close()
+            for group in _groups(steps):
                 if len(group) > 1:
                     cur = psycopg.RawCursor(raw)
                     statement, binds = _together(group)
@@ -275,10 +284,7 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
                 cursors.append((group, cur))
         for group, cur in cursors:
             if len(group) > 1:
-                returning = [s for s in group if s.query.returns_rows]
-                arrays = cur.fetchone() if returning else ()
-                for step, found in zip(returning, arrays or (), strict=True):
-                    step.rows = [(value,) for value in found or ()]
+                _spread(group, cur)
                 continue
             step = group[0]
             if not step.query.returns_rows:
@@ -286,6 +292,8 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
             rows: list[tuple[Any, ...]] = []
             while True:
                 rows.extend(cur.fetchall())
+                if cur.description is not None:
+                    _COLUMNS.setdefault(step.query, len(cur.description))
                 if not cur.nextset():
                     break
             step.rows = rows
@@ -294,20 +302,36 @@ def _pipeline(raw: Any, steps: list[Step]) -> None:
             cur.close()
 
 
-def _writes_together(steps: list[Step]) -> list[list[Step]]:
-    """Consecutive writes that can go as one statement, each other step on its own."""
+def _spread(group: list[Step], cur: Any) -> None:
+    """Each step's rows from a statement of several (one array per column or statement)."""
+    if all(_reads(s.query) for s in group):
+        arrays = list(cur.fetchone())
+        for step in group:
+            columns = [arrays.pop(0) for _ in range(_COLUMNS[step.query])]
+            step.rows = list(zip(*columns, strict=True)) if columns[0] is not None else []
+        return
+    returning = [s for s in group if s.query.returns_rows]
+    found = cur.fetchone() if returning else ()
+    for step, values in zip(returning, found or (), strict=True):
+        step.rows = [(value,) for value in values or ()]
+
+
+def _groups(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive writes, or consecutive plain reads, that can go as one statement; every
+    other step on its own."""
     groups: list[list[Step]] = []
     current: list[Step] = []
+    kind: str | None = None
     params = 0
     for step in steps:
-        size = _together_size(step)
-        if size is not None and current and params + size <= _MAX_PARAMS:
+        size, this = _together_size(step)
+        if size is not None and current and this == kind and params + size <= _MAX_PARAMS:
             current.append(step)
             params += size
             continue
         if current:
             groups.append(current)
-        current, params = ([step], size) if size is not None else ([], 0)
+        current, kind, params = ([step], this, size) if size is not None else ([], None, 0)
         if size is None:
             groups.append([step])
     if current:
@@ -315,20 +339,33 @@ def _writes_together(steps: list[Step]) -> list[list[Step]]:
     return groups
 
 
-def _together_size(step: Step) -> int | None:
-    """Parameters this write takes inside a WITH statement; None if it cannot go there."""
+def _reads(query: Sql) -> bool:
+    head = (query.postgresql or query.source).lstrip().split(None, 1)[0].upper()
+    return head == "SELECT" and not query.locks and query in _COLUMNS
+
+
+def _together_size(step: Step) -> tuple[int | None, str | None]:
+    """(parameters it takes inside a WITH statement, "read" or "write"); (None, None) if it
+    cannot go there."""
     query = step.query
+    head = (query.postgresql or query.source).lstrip().split(None, 1)[0].upper()
+    if head == "SELECT":
+        # A plain read whose columns are known (from its first run on its own); a row lock
+        # stays a statement of its own, so that the reads after it are current.
+        if not isinstance(step.params, Mapping) or not _reads(query):
+            return None, None
+        return len(step.params), "read"
+    if head not in ("INSERT", "UPDATE", "DELETE"):
+        return None, None
     if query.returns_rows and not query.returning_one:
-        return None
-    if query.source.lstrip().split(None, 1)[0].upper() not in ("INSERT", "UPDATE", "DELETE"):
-        return None
+        return None, None
     if isinstance(step.params, Mapping):
-        return len(step.params)
+        return len(step.params), "write"
     if query.arrays:
-        return len(step.params[0])
+        return len(step.params[0]), "write"
     if query.pg_values is not None:
-        return len(step.params) * len(query.pg_values[2])
-    return None
+        return len(step.params) * len(query.pg_values[2]), "write"
+    return None, None
 
 
 def _together(group: list[Step]) -> tuple[str, list[Any]]:
@@ -365,6 +402,15 @@ def _together_template(
     def slot(n: int, row: int | None, name: str) -> str:
         return f"${slots.setdefault((n, row, name), len(slots) + 1)}"
 
+    if all(rows == "one" and _reads(query) for query, rows in shape):
+        # Reads: each one's columns come back as typed arrays, aggregated in one pass.
+        for n, (query, _rows) in enumerate(shape):
+            text_ = _NAMED.sub(lambda m, n=n: slot(n, None, m.group(1)), query.pg)  # type: ignore[misc]
+            names = [f"c{i}" for i in range(_COLUMNS[query])]
+            ctes.append(f"r{n}({', '.join(names)}) AS ({text_.replace('%%', '%')})")
+            aggregates = ", ".join(f"array_agg({c})" for c in names)
+            results.append(f"(SELECT {aggregates} FROM r{n}) AS a{n}")
+        return f"WITH {', '.join(ctes)} SELECT * FROM {', '.join(results)}", list(slots)
     for n, (query, rows) in enumerate(shape):
         if rows == "one" or query.arrays:
             text_ = _NAMED.sub(lambda m, n=n: slot(n, None, m.group(1)), query.pg)  # type: ignore[misc]
@@ -382,11 +428,14 @@ def _together_template(
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
+# How many columns each read returns, learnt from its first run on its own.
+_COLUMNS: dict[Sql, int] = {}
 
 
 # Hot-path statements are prepared (psycopg does so from their fifth run) and, with lists
 # bound as arrays, PostgreSQL would plan each run again: planning cost more than running.
-# Their generic plans are index lookups; this holds until the transaction ends.
+# Their generic plans are index lookups. Asked for by the run that begins a transaction (a
+# transaction begun by the ORM keeps custom plans: slower, never wrong).
 _GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 # From this many rows a plain INSERT goes as COPY.
 _COPY_ROWS = 32

@@ -99,7 +99,7 @@ def test_consecutive_writes_go_together_with_their_returned_rows(app_ctx):
     still gets its own rows back, a child row may refer to a parent written beside it, and
     a failing write fails them all. SQLite runs them one by one, with the same results."""
     from citizen_card.bulk import _together
-    from citizen_card.bulk import _writes_together
+    from citizen_card.bulk import _groups
     from citizen_card.bulk import new_ids
     from citizen_card.bulk import new_ids_step
     from citizen_card.ledger.actions import NewEntry
@@ -121,7 +121,7 @@ def test_consecutive_writes_go_together_with_their_returned_rows(app_ctx):
     touched = Step(marked, {"ids": [debit.id, credit.id]})
     events = audit_step([audit_row("test.together", actor=Actor.system("t"))])
     steps = [heads, postings, touched, events, moves]
-    groups = _writes_together([s for s in steps if not (s.many and not s.params)])
+    groups = _groups([s for s in steps if not (s.many and not s.params)])
     assert [len(g) for g in groups] == [4]  # moves has no rows to write: skipped
     statement, params = _together(groups[0])
     assert statement.startswith("WITH w0 AS (INSERT INTO ledger_entry")
