@@ -5,8 +5,14 @@ trips (docs/performance.md). Here a hot path writes its statements as plain SQL 
 binds and runs a list of them with :func:`run`:
 
 * on PostgreSQL they go through the session's psycopg connection as one pipeline (sent at
-  once, one wait for all the answers), ``executemany`` for lists of rows;
+  once, one wait for all the answers), lists of rows as multi-row statements or ``COPY``;
+  consecutive writes go as one statement (data-modifying CTEs) and consecutive plain reads
+  as another (columns as typed arrays), because each statement costs about as much to send
+  as to run; a row-locking read stays on its own, so the reads after it are current;
 * elsewhere (SQLite) each runs through SQLAlchemy, which applies the declared bind types.
+
+Writes of one run must therefore not touch the same rows (in one statement each sees the
+table as it was before it); foreign keys between them are checked at the statement's end.
 
 Statements are portable SQL: ``IN :name`` takes a list (``= ANY(...)`` on PostgreSQL),
 ``RETURNING`` and ``ON CONFLICT`` work on both, and a trailing ``FOR UPDATE`` is dropped on

@@ -98,8 +98,8 @@ def test_consecutive_writes_go_together_with_their_returned_rows(app_ctx):
     """On PostgreSQL a run's writes become one statement (data-modifying CTEs): each step
     still gets its own rows back, a child row may refer to a parent written beside it, and
     a failing write fails them all. SQLite runs them one by one, with the same results."""
-    from citizen_card.bulk import _together
     from citizen_card.bulk import _groups
+    from citizen_card.bulk import _together
     from citizen_card.bulk import new_ids
     from citizen_card.bulk import new_ids_step
     from citizen_card.ledger.actions import NewEntry
@@ -149,3 +149,35 @@ def test_consecutive_writes_go_together_with_their_returned_rows(app_ctx):
         run(audit_step([audit_row("test.together.2", actor=Actor.system("t"))]), bad)
     db.session.rollback()
     assert _count("test.together.2") == 0
+
+
+def test_consecutive_reads_go_together_with_their_types(app_ctx):
+    """On PostgreSQL plain reads after their first run go as one statement; rows, types
+    and empty results come back as each would alone."""
+    from datetime import datetime
+
+    from sqlalchemy import DateTime
+
+    from citizen_card.bulk import _groups
+
+    rows = [audit_row("test.reads", actor=Actor.system("t"), details={"n": i}) for i in range(3)]
+    run(audit_step(rows))
+    listed = sql(
+        "SELECT id, occurred_at, details FROM audit_event WHERE action = :a ORDER BY id",
+        columns={"occurred_at": DateTime(timezone=True)},
+    )
+    counted = sql("SELECT count(*) FROM audit_event WHERE action = :a")
+    alone = Step(listed, {"a": "test.reads"})
+    run(alone)  # a read's first run is on its own: it tells how many columns it has
+    run(Step(counted, {"a": "test.reads"}))
+    both = [Step(listed, {"a": "test.reads"}), Step(counted, {"a": "test.reads"})]
+    if db.engine.dialect.name == "postgresql":
+        assert [len(g) for g in _groups(both)] == [2]
+    run(*both)
+    assert both[0].rows == alone.rows and len(alone.rows) == 3
+    assert isinstance(both[0].rows[0][1], datetime)  # a timestamp, not its text
+    assert both[1].rows == [(3,)]
+    none = [Step(listed, {"a": "nothing"}), Step(counted, {"a": "nothing"})]
+    run(*none)
+    assert none[0].rows == [] and none[1].rows == [(0,)]
+    db.session.rollback()
