@@ -331,7 +331,7 @@ def _groups(steps: list[Step]) -> list[list[Step]]:
     params = 0
     for step in steps:
         size, this = _together_size(step)
-        if size is not None and current and this == kind and params + size <= _MAX_PARAMS:
+        if size is not None and current and this == kind and params + size <= _TOGETHER:
             current.append(step)
             params += size
             continue
@@ -447,6 +447,9 @@ _GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', tru
 _COPY_ROWS = 32
 # PostgreSQL's limit on one statement's parameters.
 _MAX_PARAMS = 65535
+# Statements go together up to this many parameters: what a few taps write, not an upload's
+# thousands of rows (those are few statements anyway), so each cached shape stays small.
+_TOGETHER = 2000
 
 
 def _chunks(rows: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Mapping[str, Any]]]:

@@ -4,8 +4,8 @@ Parsing a gate's tap through webargs and dumping the answer through marshmallow 
 than the rest of the request's edge together (docs/performance.md). A lean route is
 documented exactly as ``@blp.arguments``/``@blp.response`` would document it
 (:func:`documented`), checks well-formed input by hand and, for anything else, lets the
-same schema and parser decide (:func:`parse`), so bad input gets the very 422 problem it
-always did. Its answer must already have the response schema's shape (test it).
+same schema and parser decide (:func:`parse_arguments`), so bad input gets the very 422
+problem it always did. Its answer must already have the response schema's shape (test it).
 """
 
 from __future__ import annotations
@@ -34,6 +34,6 @@ def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
     return decorator
 
 
-def parse(blp: Blueprint, schema: ma.Schema, location: str = "json") -> Any:
+def parse_arguments(blp: Blueprint, schema: ma.Schema, location: str = "json") -> Any:
     """Parse the request as ``@blp.arguments(schema)`` would (422 problem when invalid)."""
     return blp.ARGUMENTS_PARSER.parse(schema, request, location=location)

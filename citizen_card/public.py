@@ -29,7 +29,7 @@ from citizen_card.errors import DomainError
 from citizen_card.errors import NotFound
 from citizen_card.extensions import db
 from citizen_card.lean import documented
-from citizen_card.lean import parse
+from citizen_card.lean import parse_arguments
 from citizen_card.ledger.actions import InsufficientFunds
 from citizen_card.ledger.actions import Leg
 from citizen_card.ledger.actions import NewEntry
@@ -82,7 +82,7 @@ __all__ = [
     "Leg",
     "SignedTransaction",
     "documented",
-    "parse",
+    "parse_arguments",
     "SignedTransactionSchema",
     "VerifiedTransaction",
     "balance",

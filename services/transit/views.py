@@ -19,7 +19,7 @@ from citizen_card.public import SignedTransaction
 from citizen_card.public import current_principal
 from citizen_card.public import db
 from citizen_card.public import documented
-from citizen_card.public import parse
+from citizen_card.public import parse_arguments
 from citizen_card.public import require_scopes
 from services.transit import fares
 from services.transit import taps
@@ -211,7 +211,7 @@ class Taps(MethodView):
         # The gate's hot path: read by hand, answered as TapResultSchema's shape (tested).
         tap = _well_formed_tap(request.get_json(silent=True))
         if tap is None:
-            data = parse(blp, _TAP_SCHEMA)
+            data = parse_arguments(blp, _TAP_SCHEMA)
             tap = data["transaction"], data["direction"], data["stop_id"]
         tx, direction, stop_id = tap
         p = current_principal()
