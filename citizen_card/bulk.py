@@ -245,12 +245,11 @@ def _run_psycopg(conn: Connection, steps: list[Step]) -> None:
 
 def _pipeline(raw: Any, steps: list[Step]) -> None:
     import psycopg
+    from psycopg.pq import TransactionStatus
 
     if not steps:
         return
     cursors: list[tuple[list[Step], Any]] = []
-    from psycopg.pq import TransactionStatus
-
     first = raw.pgconn.transaction_status == TransactionStatus.IDLE
     try:
         with raw.pipeline():
@@ -375,25 +374,32 @@ def _together_size(step: Step) -> tuple[int | None, str | None]:
 
 
 def _together(group: list[Step]) -> tuple[str, list[Any]]:
-    """Writes as data-modifying CTEs of one statement: one parse, bind and execute, one
-    snapshot. They must not touch the same rows (each sees the table as it was before the
-    statement); foreign keys between them are checked at its end. Returned rows come back
-    as one array per statement. ($n placeholders: psycopg would parse a statement this long
-    for its own placeholders on every run, as it caches only short ones.)"""
+    """Several statements as one: one parse, bind and execute, one snapshot.
+
+    Writes become data-modifying CTEs; they must not touch the same rows (each sees the
+    table as it was before the statement), foreign keys between them are checked at its
+    end, and each one's returned rows come back as an array. Reads become CTEs whose
+    columns come back as typed arrays. ($n placeholders: psycopg would parse a statement
+    this long for its own placeholders on every run, as it caches only short ones.)"""
     shape = tuple(
         (step.query, "one" if isinstance(step.params, Mapping) else len(step.params))
         for step in group
     )
     statement, slots = _together_template(shape)
+    given = {
+        n: step.query.pg_params(step.params)
+        for n, step in enumerate(group)
+        if isinstance(step.params, Mapping)
+    }
     values: list[Any] = []
     for n, row, name in slots:
-        step = group[n]
-        if isinstance(step.params, Mapping):
-            values.append(step.query.pg_params(step.params)[name])
-        elif row is None:  # arrays: every row's value of this column
-            values.append([r[name] for r in step.params])
-        else:
-            values.append(step.params[row][name])
+        if n in given:
+            values.append(given[n][name])
+            continue
+        rows = group[n].params
+        assert not isinstance(rows, Mapping)
+        # arrays (row None): every row's value of this column; else one row's value
+        values.append([r[name] for r in rows] if row is None else rows[row][name])
     return statement, values
 
 

@@ -65,3 +65,17 @@ def test_a_body_that_is_not_json_is_a_400(app, client, gate):
     )
     assert r.status_code == 400
     assert r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_the_lean_route_is_documented_as_before(app, client):
+    spec = client.get("/api/openapi.json").get_json()
+    post = spec["paths"]["/api/v1/transit/taps"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Tap"}
+    assert {"direction", "stop_id", "card_number", "signature"} <= set(
+        spec["components"]["schemas"]["Tap"]["properties"]
+    )
+    answer = post["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/TapResult"}
+    assert {"422", "401", "403"} <= set(post["responses"])
+    assert post["security"] == [{"oauth2": ["transit:tap"]}]
