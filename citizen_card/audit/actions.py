@@ -81,16 +81,15 @@ def record(
 ) -> AuditEvent:
     """Add an audit event to the current transaction; the caller's commit makes it durable."""
     event = AuditEvent(
-        occurred_at=datetime.now(UTC),
-        actor_type=actor.type,
-        actor_id=actor.id,
-        action=action,
-        outcome=outcome,
-        citizen_id=citizen_id,
-        subject=subject,
-        purpose=purpose,
-        request_id=getattr(g, "request_id", None) if has_request_context() else None,
-        details=canonical_details(details),
+        **audit_row(
+            action,
+            actor=actor,
+            citizen_id=citizen_id,
+            subject=subject,
+            purpose=purpose,
+            outcome=outcome,
+            details=details,
+        )
     )
     db.session.add(event)
     return event

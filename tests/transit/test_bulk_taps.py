@@ -34,6 +34,7 @@ from tests.cards.conftest import issue  # noqa: F401
 from tests.cards.conftest import register_citizen  # noqa: F401
 from tests.cards.conftest import station  # noqa: F401
 from tests.transit.test_taps import SYSTEM
+from tests.transit.test_taps import active_rider
 from tests.transit.test_taps import batch
 from tests.transit.test_taps import fund
 from tests.transit.test_taps import wallet
@@ -46,19 +47,6 @@ def _item(card, gate, direction, stop, at):  # noqa: F811
     return {**card.sign(gate.site, at=at).to_json(), "direction": direction, "stop_id": stop}
 
 
-def _active_rider(app, client, gate, register_citizen, issue, amount):  # noqa: F811
-    citizen_id = register_citizen()
-    card = issue(citizen_id)
-    r = client.post(
-        "/api/v1/card-auth/verify",
-        headers=gate.headers,
-        json=card.sign(gate.site, pin=True).to_json(),
-    )
-    assert r.status_code == 200
-    fund(app, citizen_id, amount)
-    return card
-
-
 def test_an_upload_of_several_riders_is_decided_in_bulk(
     app,
     network,
@@ -68,9 +56,9 @@ def test_an_upload_of_several_riders_is_decided_in_bulk(
     register_citizen,
     issue,  # noqa: F811
 ):
-    rich = _active_rider(app, client, gate, register_citizen, issue, 5000)
-    poor = _active_rider(app, client, gate, register_citizen, issue, 500)  # one 3 元 ride
-    lost = _active_rider(app, client, gate, register_citizen, issue, 5000)
+    rich = active_rider(app, client, gate, register_citizen, issue, 5000)
+    poor = active_rider(app, client, gate, register_citizen, issue, 500)  # one 3 元 ride
+    lost = active_rider(app, client, gate, register_citizen, issue, 5000)
     client.post(f"/api/v1/cards/{lost.number}/report-lost", headers=station.headers, json={})
     t = int(time.time()) - 10_000
     dup = _item(rich, gate, "in", FAR_A, t + 2000)
@@ -148,7 +136,7 @@ def test_common_taps_go_in_bulk_and_unusual_ones_carefully(
     app_ctx, network, client, gate, register_citizen, issue
 ):  # noqa: F811, E501
     app = app_ctx
-    plain = _active_rider(app, client, gate, register_citizen, issue, 5000)
+    plain = active_rider(app, client, gate, register_citizen, issue, 5000)
     fresh_id = register_citizen()
     fresh = issue(fresh_id)  # never tapped: its first tap activates it
     fund(app, fresh_id, 5000)
@@ -183,7 +171,7 @@ def test_a_month_of_rides_in_one_upload_crosses_the_discount_tiers(
     register_citizen,
     issue,  # noqa: F811
 ):
-    card = _active_rider(app, client, gate, register_citizen, issue, 100_000)
+    card = active_rider(app, client, gate, register_citizen, issue, 100_000)
     with app.app_context():
         rules = active_rules()
     # Hourly rides from the 2nd of last month (Beijing): all in one month, whatever today is.
@@ -212,8 +200,8 @@ def test_a_month_of_rides_in_one_upload_crosses_the_discount_tiers(
 def test_bulk_and_careful_paths_agree(app_ctx, network, client, gate, register_citizen, issue):  # noqa: F811
     """The same rides, one card through the bulk path and one tap by tap: same answers."""
     app = app_ctx
-    one = _active_rider(app, client, gate, register_citizen, issue, 2000)
-    two = _active_rider(app, client, gate, register_citizen, issue, 2000)
+    one = active_rider(app, client, gate, register_citizen, issue, 2000)
+    two = active_rider(app, client, gate, register_citizen, issue, 2000)
     t = int(time.time()) - 40_000
     plan = [("in", A, 0), ("out", B, 600), ("in", FAR_A, 1000), ("out", FAR_B, 20_000),
             ("in", A, 21_000), ("out", A, 21_100), ("out", B, 22_000), ("in", B, 23_000),

@@ -13,8 +13,8 @@ from tests.cards.conftest import gate  # noqa: F401  (fixtures shared with the c
 from tests.cards.conftest import issue  # noqa: F401
 from tests.cards.conftest import register_citizen  # noqa: F401
 from tests.cards.conftest import station  # noqa: F401
-from tests.transit.test_bulk_taps import _active_rider
 from tests.transit.test_taps import TAPS
+from tests.transit.test_taps import active_rider
 from tests.transit.test_taps import wallet
 
 A, B = "L1-TIANANMENXI", "L1-GUOMAO"  # 6,000 m: 3 元
@@ -23,7 +23,7 @@ A, B = "L1-TIANANMENXI", "L1-GUOMAO"  # 6,000 m: 3 元
 def test_well_formed_and_other_valid_taps_get_the_same_answers(
     app, network, client, gate, register_citizen, issue
 ):
-    card = _active_rider(app, client, gate, register_citizen, issue, 2000)
+    card = active_rider(app, client, gate, register_citizen, issue, 2000)
     t = int(time.time()) - 20
     entry = {**card.sign(gate.site, at=t).to_json(), "direction": "in", "stop_id": A}
     # The schema reads "false" as a boolean; the hand-read path does not, and defers to it.
@@ -50,7 +50,7 @@ def test_well_formed_and_other_valid_taps_get_the_same_answers(
 def test_bad_taps_get_the_schemas_422(
     app, network, client, gate, register_citizen, issue, change, field
 ):
-    card = _active_rider(app, client, gate, register_citizen, issue, 2000)
+    card = active_rider(app, client, gate, register_citizen, issue, 2000)
     body = {**card.sign(gate.site).to_json(), "direction": "in", "stop_id": A, **change}
     r = client.post(TAPS, headers=gate.headers, json=body)
     assert r.status_code == 422

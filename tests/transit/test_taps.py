@@ -25,9 +25,8 @@ FAR_A, FAR_B = "L1-PINGGUOYUAN", "L10-FENZHONGSI"  # 32,100 m: 7 元
 SYSTEM = Actor.system("test")
 
 
-@pytest.fixture()
-def rider(app, network, client, gate, register_citizen, issue):  # noqa: F811
-    """A resident with an active card and 20 元 in the wallet."""
+def active_rider(app, client, gate, register_citizen, issue, amount):  # noqa: F811
+    """A resident whose card is active (first PIN tap done) and whose wallet holds amount."""
     citizen_id = register_citizen()
     card = issue(citizen_id)
     r = client.post(
@@ -36,8 +35,14 @@ def rider(app, network, client, gate, register_citizen, issue):  # noqa: F811
         json=card.sign(gate.site, pin=True).to_json(),
     )
     assert r.status_code == 200
-    fund(app, citizen_id, 2000)
+    fund(app, citizen_id, amount)
     return card
+
+
+@pytest.fixture()
+def rider(app, network, client, gate, register_citizen, issue):  # noqa: F811
+    """A resident with an active card and 20 元 in the wallet."""
+    return active_rider(app, client, gate, register_citizen, issue, 2000)
 
 
 def fund(app, citizen_id, amount):
